@@ -1,0 +1,134 @@
+"""The one settings object (ZHIKU_* environment variables or a `.env` file), built once and passed down.
+
+This is the only module that reads or writes the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Libraries that phone home or fetch from a hub unless told not to (unstructured's telemetry on import,
+# transformers/sentence-transformers hub lookups). Applied to this process and every child we start.
+OFFLINE_ENV = {
+    "DO_NOT_TRACK": "true",
+    "SCARF_NO_ANALYTICS": "true",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ZHIKU_", env_file=".env", extra="ignore")
+
+    # All state lives under one folder so two instances never collide.
+    data_dir: Path = Path("data")
+    database_url: str = ""  # default: SQLite in data_dir
+    broker_url: str = ""  # default: kombu's SQLAlchemy transport on a SQLite file in data_dir
+    models_dir: Path | None = None  # default: data_dir/models
+
+    # Answer model: a GGUF file or HF folder (name under models_dir, or a path), served by model.server,
+    # unless llm_base_url points at a running OpenAI-compatible server (ours, vLLM, ...).
+    llm_model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    llm_quant: Literal["none", "int8", "int4"] = "int4"
+    llm_base_url: str = ""
+    llm_max_tokens: int = 512
+    llm_threads: int = 0  # 0: let torch decide
+
+    embedder: str = "embeddinggemma-300m"
+    embedder_threads: int = 0
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    ui_port: int = 8501
+    llm_port: int = 8001
+
+    chunk_tokens: int = 400
+    chunk_overlap_tokens: int = 60
+    top_k: int = 5
+
+    max_upload_bytes: int = 200 * 1024 * 1024
+    extract_timeout_s: float = 300.0
+    extract_max_memory_bytes: int = 4 * 1024**3
+    max_job_attempts: int = 3
+    # A running job whose heartbeat is older than this is presumed dead (worker killed) and re-queued.
+    job_stale_after_s: float = 120.0
+    job_sweep_interval_s: float = 15.0
+    broker_polling_interval_s: float = 0.2
+
+    admin_username: str = "admin"
+    admin_password: str = ""  # only used to create the first admin; empty: generate and print one
+    token_ttl_s: int = 12 * 3600
+    sample_docs: bool = True  # ingest Zhiku's own docs as a sample KB on first start
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> "Settings":
+        self.data_dir = self.data_dir.resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'zhiku.db'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+        if self.models_dir is None:
+            self.models_dir = self.data_dir / "models"
+        self.models_dir = self.models_dir.resolve()
+        return self
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def indexes_dir(self) -> Path:
+        return self.data_dir / "indexes"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def llm_model_path(self) -> Path:
+        path = Path(self.llm_model)
+        return path if path.is_absolute() else self.models_dir / path
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def llm_url(self) -> str:
+        return self.llm_base_url or f"http://127.0.0.1:{self.llm_port}/v1"
+
+    def child_env(self) -> dict[str, str]:
+        """Environment for a child process of ours: this one's, offline, with the same settings."""
+        env = dict(os.environ)
+        env.update(OFFLINE_ENV)
+        env.update({f"ZHIKU_{k.upper()}": str(v) for k, v in self._explicit_values().items()})
+        return env
+
+    def _explicit_values(self) -> dict[str, object]:
+        return {
+            "data_dir": self.data_dir,
+            "database_url": self.database_url,
+            "broker_url": self.broker_url,
+            "models_dir": self.models_dir,
+        }
+
+
+def apply_offline_env() -> None:
+    """Make this process offline before any ML or document library is imported."""
+    os.environ.update(OFFLINE_ENV)
+
+
+def load_settings(**overrides: object) -> Settings:
+    apply_offline_env()
+    settings = Settings(**overrides)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
