@@ -42,12 +42,17 @@ def cmd_worker(settings: Settings, _args: argparse.Namespace) -> None:
 
 
 def cmd_api(settings: Settings, _args: argparse.Namespace) -> None:
+    import threading
+
     import uvicorn
 
     from app.main import create_app
 
-    _session_factory(settings)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+    first_start(settings, _session_factory(settings))  # a no-op under `zhiku up`, which did it already
+    app = create_app(settings)
+    # Load the embedder now rather than on the first question.
+    threading.Thread(target=lambda: app.state.answering.embedder, daemon=True).start()
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning")
 
 
 def _iter_files(paths: list[Path]) -> Iterator[Path]:
@@ -304,8 +309,13 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     import logging
 
+    from app.errors import ZhikuError
+
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args.func(settings, args)
+    try:
+        args.func(settings, args)
+    except ZhikuError as exc:
+        raise SystemExit(f"error: {exc.message}") from None
 
 
 if __name__ == "__main__":
