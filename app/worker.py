@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 
 from celery import Celery, signals
+from kombu.transport.sqlalchemy import Transport as SQLTransport
 
 from app.db import make_engine, make_session_factory
 from app.settings import Settings
@@ -29,12 +30,25 @@ from ingest.tasks import (
 log = logging.getLogger(__name__)
 
 
+SQL_BROKER_PREFIX = "sqla+"
+
+
+def _sql_transport(polling_interval_s: float) -> type[SQLTransport]:
+    """kombu's SQLAlchemy transport, polling its table more often than its 1 s default.
+
+    The interval cannot travel as a transport option: that transport passes every option on to
+    `create_engine`, which rejects it. So it is a class attribute of a subclass made here.
+    """
+    return type("PollingSQLTransport", (SQLTransport,), {"polling_interval": polling_interval_s})
+
+
 def create_celery(settings: Settings) -> Celery:
-    celery = Celery("zhiku", broker=settings.broker_url)
     transport_options: dict[str, object] = {}
-    if settings.broker_url.startswith("sqla+"):
-        # The transport polls its table; its 1 s default adds a second to every upload.
-        transport_options["polling_interval"] = settings.broker_polling_interval_s
+    if settings.broker_url.startswith(SQL_BROKER_PREFIX):
+        celery = Celery("zhiku", broker=settings.broker_url[len(SQL_BROKER_PREFIX):])
+        celery.conf.broker_transport = _sql_transport(settings.broker_polling_interval_s)
+    else:
+        celery = Celery("zhiku", broker=settings.broker_url)
     if settings.broker_url.startswith(("redis://", "rediss://")):
         # Redis hands an unacked task to another worker after this long. Our own sweep re-queues a dead
         # worker's job within job_stale_after_s, so keep Redis' redelivery well past the longest job to

@@ -28,7 +28,7 @@ SNIPPET_CHARS = 300
 class Answering:
     settings: Settings
     session_factory: sessionmaker[Session]
-    _indexes: dict[int, tuple[float, KBIndex]] = field(default_factory=dict)
+    _indexes: dict[int, tuple[int, KBIndex]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @cached_property
@@ -46,9 +46,10 @@ class Answering:
     def index_for(self, kb_id: int) -> KBIndex | None:
         """The KB's index, reopened when a worker has saved a newer one."""
         folder = kb_index_dir(self.settings, kb_id)
-        if not folder.exists():
+        manifest = folder / "manifest.json"  # replaced atomically by every save
+        if not manifest.exists():
             return None
-        stamp = folder.stat().st_mtime
+        stamp = manifest.stat().st_mtime_ns
         with self._lock:
             cached = self._indexes.get(kb_id)
             if cached is None or cached[0] != stamp:
@@ -87,6 +88,7 @@ class Answering:
                     section=" > ".join(chunk.section_path),
                     score=hit.score,
                     dense_score=hit.dense_score,
+                    document_id=chunk.document_id,
                 )
             )
         return sources

@@ -51,8 +51,8 @@ def test_killed_worker_is_replaced_and_document_indexed_once(tmp_path: Path, mod
     env = {**os.environ, **{f"ZHIKU_{k.upper()}": str(v) for k, v in overrides.items()}}
     log = tmp_path / "worker.log"
 
-    # Long enough that the worker is surely mid-way when killed: a 619-page PDF.
-    (document_id,) = ingest_paths(settings, factory, [evaldata / "docs/pdf/DA-619p.pdf"], "recovery")
+    # Long enough (76 pages, hundreds of chunks) that the worker is mid-way when killed.
+    (document_id,) = ingest_paths(settings, factory, [evaldata / "docs/hostile/failure-after-repair.pdf"], "recovery")
     first = start_worker(env, log)
 
     def job_running() -> bool:
@@ -86,4 +86,4 @@ def test_killed_worker_is_replaced_and_document_indexed_once(tmp_path: Path, mod
     assert num_rows == doc.num_chunks > 0
     index = KBIndex.open(kb_index_dir(settings, doc.kb_id), dim=384)
     assert len(index) == num_rows  # no duplicate vectors from the killed attempt
-    assert max(pages) == 619
+    assert max(pages) == 76
