@@ -1,0 +1,176 @@
+"""Linear layers that own how checkpoint tensors are loaded into them: float, int8 and int4 weight-only.
+
+Every layer has `load_tensor(name, tensor)` (name = the part after the module path: "weight",
+"bias", or for a saved quantized checkpoint "qweight" / "scales" / "scales_and_zeros") and
+`checkpoint_tensors()` (what a saved folder holds for it). Quantized layers quantize a float
+"weight" as it arrives, so a model never holds its float weights and their quantized copy at once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.quant import pack_nibbles, quantize_int4, quantize_int8, unpack_nibbles
+
+
+# The int8/int4 CPU kernels are fast only in bfloat16 (float32 runs 10-50x slower), so quantized
+# layers compute in bfloat16 whatever the runtime dtype and hand back the runtime dtype.
+KERNEL_DTYPE = torch.bfloat16
+_KERNEL_ROW_BLOCK = 64  # the int4 kernel packs output channels in blocks of 64
+
+
+def _copy_checked(dst: torch.Tensor, src: torch.Tensor, what: str) -> None:
+    if dst.shape != src.shape:
+        raise ValueError(f"{what}: checkpoint shape {tuple(src.shape)} != expected {tuple(dst.shape)}")
+    dst.copy_(src)
+
+
+class _LoadableLinear(nn.Module):
+    def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
+        self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype), requires_grad=False) if bias else None
+
+    def _load_bias(self, tensor: torch.Tensor) -> None:
+        if self.bias is None:
+            raise KeyError("checkpoint has a bias for a layer built without one")
+        _copy_checked(self.bias.data, tensor.to(self.dtype), "bias")
+
+    def _add_bias(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.bias is None else y + self.bias
+
+
+class Linear(_LoadableLinear):
+    """y = x W^T + b in the runtime dtype. The weight is left uninitialised: it is always loaded."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype) -> None:
+        super().__init__(in_features, out_features, bias, dtype)
+        # torch.empty of a large block is fresh mmap'd memory: it costs no RAM until loaded.
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype), requires_grad=False)
+
+    def load_tensor(self, name: str, tensor: torch.Tensor) -> None:
+        if name == "bias":
+            return self._load_bias(tensor)
+        if name != "weight":
+            raise KeyError(f"a float Linear has no tensor {name!r} (quantized checkpoint for a float model?)")
+        _copy_checked(self.weight.data, tensor.to(self.dtype), "weight")
+
+    def checkpoint_names(self) -> tuple[str, ...]:
+        return ("weight",) + (() if self.bias is None else ("bias",))
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        return {"weight": self.weight.data} | ({} if self.bias is None else {"bias": self.bias.data})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class Int8WeightOnlyLinear(_LoadableLinear):
+    """int8 weights, one scale per output channel; activations stay in the runtime dtype."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype) -> None:
+        super().__init__(in_features, out_features, bias, dtype)
+        self.register_buffer("qweight", torch.empty(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scales", torch.empty(out_features, dtype=KERNEL_DTYPE))
+
+    def load_tensor(self, name: str, tensor: torch.Tensor) -> None:
+        if name == "bias":
+            return self._load_bias(tensor)
+        if name == "weight":
+            tensor, scales = quantize_int8(tensor)
+            _copy_checked(self.scales, scales.to(KERNEL_DTYPE), "scales")
+        elif name == "scales":
+            return _copy_checked(self.scales, tensor.to(KERNEL_DTYPE), "scales")
+        elif name != "qweight":
+            raise KeyError(f"an int8 Linear has no tensor {name!r}")
+        _copy_checked(self.qweight, tensor, "qweight")
+
+    def checkpoint_names(self) -> tuple[str, ...]:
+        return ("qweight", "scales") + (() if self.bias is None else ("bias",))
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        out = {"qweight": self.qweight, "scales": self.scales}
+        return out | ({} if self.bias is None else {"bias": self.bias.data})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features).to(KERNEL_DTYPE)
+        y = torch.ops.aten._weight_int8pack_mm(x2, self.qweight, self.scales).to(x.dtype)
+        return self._add_bias(y.reshape(*x.shape[:-1], self.out_features))
+
+
+class Int4WeightOnlyLinear(_LoadableLinear):
+    """4-bit weights in groups of `group_size` inputs with a scale and zero each (torch's CPU int4 kernel)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype, group_size: int) -> None:
+        super().__init__(in_features, out_features, bias, dtype)
+        if in_features % group_size or out_features % _KERNEL_ROW_BLOCK:
+            raise ValueError(f"int4 needs in_features % {group_size} == 0 and out_features % 64 == 0, "
+                             f"got {in_features}x{out_features}")
+        self.group_size = group_size
+        # Kernel-specific layout; never saved as is (see checkpoint_tensors).
+        self.register_buffer("packed", torch.empty(out_features, in_features // 2, dtype=torch.uint8))
+        self.register_buffer("scales_and_zeros",
+                             torch.empty(in_features // group_size, out_features, 2, dtype=KERNEL_DTYPE))
+
+    def load_tensor(self, name: str, tensor: torch.Tensor) -> None:
+        if name == "bias":
+            return self._load_bias(tensor)
+        if name == "weight":
+            q, scales_and_zeros = quantize_int4(tensor, self.group_size)
+            self.scales_and_zeros.copy_(scales_and_zeros.to(KERNEL_DTYPE))
+        elif name == "qweight":
+            q = unpack_nibbles(tensor)
+        elif name == "scales_and_zeros":
+            return _copy_checked(self.scales_and_zeros, tensor.to(KERNEL_DTYPE), "scales_and_zeros")
+        else:
+            raise KeyError(f"an int4 Linear has no tensor {name!r}")
+        self.load_int4_values(q)
+
+    def load_int4_values(self, q: torch.Tensor) -> None:
+        """q: int32 values 0..15 [out, in]."""
+        _copy_checked(torch.empty(self.out_features, self.in_features, device="meta"), q.to("meta"), "qweight")
+        self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
+
+    def int4_values(self) -> torch.Tensor:
+        """The 0..15 values [out, in], read out of the CPU kernel's layout: [out/64, in, 32] bytes whose
+        low nibbles hold rows 0..31 and high nibbles rows 32..63 of each block of 64 outputs."""
+        blocks = self.packed.reshape(self.out_features // _KERNEL_ROW_BLOCK, self.in_features, _KERNEL_ROW_BLOCK // 2)
+        q = torch.cat([blocks & 0xF, blocks >> 4], dim=2)  # (N/64, K, 64)
+        return q.permute(0, 2, 1).reshape(self.out_features, self.in_features)
+
+    def checkpoint_names(self) -> tuple[str, ...]:
+        return ("qweight", "scales_and_zeros") + (() if self.bias is None else ("bias",))
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        out = {"qweight": pack_nibbles(self.int4_values().to(torch.int32)), "scales_and_zeros": self.scales_and_zeros}
+        return out | ({} if self.bias is None else {"bias": self.bias.data})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features).to(KERNEL_DTYPE)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size, self.scales_and_zeros)
+        y = y.to(x.dtype)
+        return self._add_bias(y.reshape(*x.shape[:-1], self.out_features))
+
+
+class Embedding(nn.Module):
+    """Token id -> vector lookup; loaded like the linear layers (its weight may also feed a tied lm_head)."""
+
+    def __init__(self, num_embeddings: int, dim: int, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_embeddings, dim, dtype=dtype), requires_grad=False)
+
+    def load_tensor(self, name: str, tensor: torch.Tensor) -> None:
+        if name != "weight":
+            raise KeyError(f"an Embedding has no tensor {name!r}")
+        _copy_checked(self.weight.data, tensor.to(self.weight.dtype), "embedding weight")
+
+    def checkpoint_names(self) -> tuple[str, ...]:
+        return ("weight",)
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        return {"weight": self.weight.data}
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.embedding(tokens, self.weight)

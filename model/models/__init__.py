@@ -1,0 +1,1 @@
+"""One module per architecture; `model.registry` maps HF `architectures[0]` to the classes."""

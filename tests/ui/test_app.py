@@ -1,0 +1,103 @@
+"""The Streamlit scripts driven by AppTest, with a stand-in API client (STYLE habit 18); the real
+stack is exercised in tests/e2e/test_browser.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from ui.client import ApiError
+
+APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
+
+
+class StandInClient:
+    """Answers like the API would; records what the UI asked for."""
+
+    def __init__(self, *, logged_in: bool = True, refuse: bool = False) -> None:
+        self.user = {"id": 1, "username": "admin", "role": "admin"} if logged_in else None
+        self.refuse = refuse
+        self.questions: list[tuple[str, list[int]]] = []
+        self.documents = [
+            {"id": 1, "kb_id": 1, "filename": "运维指南.md", "size_bytes": 2048, "version": 1, "state": "indexed",
+             "error": None, "num_chunks": 4, "progress": 1.0},
+            {"id": 2, "kb_id": 1, "filename": "scan.pdf", "size_bytes": 4096, "version": 1, "state": "failed",
+             "error": "the PDF has no text layer (a scan); OCR is not enabled", "num_chunks": 0, "progress": 0.0},
+        ]
+
+    def login(self, username: str, password: str) -> dict:
+        if password != "right":
+            raise ApiError("BAD_CREDENTIALS", "wrong username or password")
+        self.user = {"id": 1, "username": username, "role": "admin"}
+        return self.user
+
+    def list_kbs(self) -> list[dict]:
+        return [{"id": 1, "name": "Zhiku 文档", "description": "", "num_documents": 2}]
+
+    def list_documents(self, kb_id: int) -> list[dict]:
+        return self.documents
+
+    def ask(self, question: str, kb_ids: list[int], top_k: int | None = None):  # noqa: ANN201
+        self.questions.append((question, list(kb_ids)))
+        yield "sources", {"sources": []}
+        if self.refuse:
+            text = "资料中没有找到答案。"
+            yield "token", {"text": text}
+            yield "done", {"answer": text, "reasoning": "", "refused": True, "citations": []}
+            return
+        for piece in ["复制整个", "数据目录", "即可 [1]。"]:
+            yield "token", {"text": piece}
+        citation = {"n": 1, "document": "运维指南.md", "page": None, "section": "知库运维指南 > 如何备份数据",
+                    "snippet": "知库的全部数据都保存在一个数据目录中", "score": 0.9, "supported": True}
+        yield "citation", citation
+        yield "done", {"answer": "复制整个数据目录即可 [1]。", "reasoning": "", "refused": False,
+                       "citations": [citation]}
+
+
+def app_with(client: StandInClient) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["client"] = client
+    return at
+
+
+def test_login_form_shows_the_error_for_a_wrong_password() -> None:
+    at = app_with(StandInClient(logged_in=False)).run()
+    at.text_input(key="login_username").input("admin")
+    at.text_input(key="login_password").input("wrong")
+    at.button[0].click().run()
+    assert any("wrong username or password" in e.value for e in at.error)
+
+
+def test_login_then_the_ask_page_opens() -> None:
+    client = StandInClient(logged_in=False)
+    at = app_with(client).run()
+    at.text_input(key="login_username").input("admin")
+    at.text_input(key="login_password").input("right")
+    at.button[0].click().run()
+    assert client.user["username"] == "admin"
+    assert any("提问" in t.value for t in at.title)
+
+
+def test_a_question_shows_the_streamed_answer_and_its_citation() -> None:
+    client = StandInClient()
+    at = app_with(client).run()
+    at.chat_input(key="ask_input").set_value("如何备份数据？").run()
+    assert client.questions == [("如何备份数据？", [1])]
+    assert any("复制整个数据目录即可 [1]" in m.value for m in at.markdown)
+    assert any("运维指南.md" in e.label for e in at.expander)
+
+
+def test_a_refusal_is_shown_plainly() -> None:
+    at = app_with(StandInClient(refuse=True)).run()
+    at.chat_input(key="ask_input").set_value("年会一等奖是什么？").run()
+    assert any("资料中没有找到答案" in i.value for i in at.info)
+    assert not [e for e in at.expander if e.label.startswith("[")]
+
+
+def test_documents_page_lists_states_and_errors() -> None:
+    at = app_with(StandInClient()).run()
+    at.switch_page(str(Path(APP).parent / "pages" / "documents.py")).run()
+    text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    assert "运维指南.md" in text and "已索引" in text
+    assert "no text layer" in text

@@ -1,0 +1,31 @@
+"""Widgets shared by the pages."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+
+def citation_list(citations: list[dict], *, key_prefix: str) -> None:
+    """Numbered sources, each expanding to its document, page, section and the cited passage."""
+    for citation in citations:
+        where = citation["document"] + (f" · 第 {citation['page']} 页 p. {citation['page']}" if citation.get("page") else "")
+        with st.expander(f"[{citation['n']}] {where}", expanded=False):
+            if citation.get("section"):
+                st.caption(citation["section"])
+            st.markdown(citation.get("snippet", ""))
+            if citation.get("supported") is False:
+                st.warning("这句引用与原文的重合度较低 / weakly supported by this source")
+            st.caption(f"score {citation.get('score', 0):.3f} · {key_prefix}")
+
+
+def render_answer(message: dict, *, key_prefix: str) -> None:
+    if message.get("reasoning"):
+        with st.expander("思考过程 Reasoning", expanded=False):
+            st.markdown(message["reasoning"])
+    if message.get("error"):
+        st.error(message["error"])
+    elif message.get("refused"):
+        st.info(message.get("answer") or "资料中没有找到答案 / The documents do not contain the answer.")
+    else:
+        st.markdown(message.get("answer", ""))
+    citation_list(message.get("citations", []), key_prefix=key_prefix)
