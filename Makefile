@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
-DEB_PACKAGES := libmagic1 chromium chromium-driver
+DEB_PACKAGES := libmagic1 chromium chromium-driver fonts-noto-cjk
 TEST_MODELS := qwen2.5-coder-0.5b-instruct-q4_k_m.gguf qwen2.5-coder-1.5b-instruct-q4_k_m.gguf embeddinggemma-300m
 
 export DO_NOT_TRACK := true

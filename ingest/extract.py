@@ -205,42 +205,68 @@ def _to_element(raw, config: ExtractConfig) -> Element | None:
     )
 
 
+class IsolatedExtractor:
+    """`extract` in a spawned child limited to `max_memory_bytes` of address space and `timeout_s` per file.
+
+    The child is reused from file to file (importing unstructured costs seconds) and replaced after a
+    timeout or a crash. It sends back plain dicts over a pipe we own. Anything that kills the child
+    (memory, a crash in a native parser, the timeout) becomes an ExtractionError; the caller survives.
+    """
+
+    def __init__(self, *, config: ExtractConfig, timeout_s: float, max_memory_bytes: int) -> None:
+        self.config, self.timeout_s, self.max_memory_bytes = config, timeout_s, max_memory_bytes
+        self._child = None
+        self._conn = None
+
+    def extract(self, path: Path) -> list[Element]:
+        if self._child is None or not self._child.is_alive():
+            self._start()
+        self._conn.send(str(path))
+        if not self._conn.poll(self.timeout_s):
+            alive = self._child.is_alive()
+            reason = f"extraction timed out after {self.timeout_s:g} s" if alive else self._death_reason()
+            self.close()
+            raise ExtractionError(reason)
+        try:
+            status, payload = self._conn.recv()
+        except EOFError:
+            reason = self._death_reason()
+            self.close()
+            raise ExtractionError(reason) from None
+        if status == "error":
+            raise ExtractionError(payload)
+        return [Element(**fields) for fields in payload]
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_end = context.Pipe(duplex=True)
+        self._child = context.Process(
+            target=_serve_child, args=(child_end, self.config, self.max_memory_bytes), name="zhiku-extract", daemon=True
+        )
+        self._child.start()
+        child_end.close()
+
+    def _death_reason(self) -> str:
+        return _death_reason(self._child, self.max_memory_bytes)
+
+    def close(self) -> None:
+        if self._child is not None:
+            if self._child.is_alive():
+                self._child.kill()
+            self._child.join(timeout=5)
+            self._conn.close()
+        self._child, self._conn = None, None
+
+
 def extract_isolated(
     path: Path, *, config: ExtractConfig, timeout_s: float, max_memory_bytes: int
 ) -> list[Element]:
-    """`extract` in a spawned child limited to `max_memory_bytes` of address space and `timeout_s`.
-
-    The child sends back plain dicts over a pipe we own. Anything that kills the child (memory,
-    a crash in a native parser, the timeout) becomes an ExtractionError; the caller survives.
-    """
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(
-        target=_run_child,
-        args=(str(path), config, max_memory_bytes, sender),
-        name="zhiku-extract",
-        daemon=True,
-    )
-    child.start()
-    sender.close()
+    """One file through a fresh `IsolatedExtractor`."""
+    extractor = IsolatedExtractor(config=config, timeout_s=timeout_s, max_memory_bytes=max_memory_bytes)
     try:
-        if not receiver.poll(timeout_s):
-            if child.is_alive():
-                raise ExtractionError(f"extraction timed out after {timeout_s:g} s")
-            raise ExtractionError(_death_reason(child, max_memory_bytes))
-        try:
-            status, payload = receiver.recv()
-        except EOFError:
-            child.join(timeout=5)
-            raise ExtractionError(_death_reason(child, max_memory_bytes)) from None
+        return extractor.extract(path)
     finally:
-        if child.is_alive():
-            child.kill()
-        child.join(timeout=5)
-        receiver.close()
-    if status == "error":
-        raise ExtractionError(payload)
-    return [Element(**fields) for fields in payload]
+        extractor.close()
 
 
 def _death_reason(child, max_memory_bytes: int) -> str:
@@ -252,18 +278,21 @@ def _death_reason(child, max_memory_bytes: int) -> str:
     )
 
 
-def _run_child(path: str, config: ExtractConfig, max_memory_bytes: int, sender) -> None:
-    """Entry point of the spawned child: limits first, then extraction, then one message."""
+def _serve_child(conn, config: ExtractConfig, max_memory_bytes: int) -> None:
+    """Entry point of the spawned child: limits first, then one (status, payload) reply per path."""
     # A fresh interpreter: these must be set before unstructured is first imported (see
     # ingest.offline_nlp). Setting them here is the child's own start-up, not library code.
     os.environ.update(OFFLINE_ENV)
     resource.setrlimit(resource.RLIMIT_AS, (max_memory_bytes, max_memory_bytes))
-    try:
-        elements = extract(Path(path), config=config)
-        sender.send(("ok", [asdict(element) for element in elements]))
-    except ExtractionError as error:
-        sender.send(("error", error.reason))
-    except MemoryError:
-        sender.send(("error", f"document needs more than the {max_memory_bytes // 2**20} MiB memory limit"))
-    finally:
-        sender.close()
+    while True:
+        try:
+            path = conn.recv()
+        except EOFError:
+            return
+        try:
+            elements = extract(Path(path), config=config)
+            conn.send(("ok", [asdict(element) for element in elements]))
+        except ExtractionError as error:
+            conn.send(("error", error.reason))
+        except MemoryError:
+            conn.send(("error", f"document needs more than the {max_memory_bytes // 2**20} MiB memory limit"))

@@ -27,7 +27,7 @@ from app.settings import Settings
 from ingest.blobs import blob_path
 from ingest.chunk import ChunkConfig, chunk, chunk_text_for_embedding
 from ingest.embed import Embedder, load_embedder
-from ingest.extract import ExtractConfig, ExtractionError, extract_isolated
+from ingest.extract import ExtractConfig, ExtractionError, IsolatedExtractor
 from ingest.ids import chunk_id
 from ingest.index import KBIndex
 from ingest.locks import index_write_lock
@@ -57,6 +57,15 @@ class IngestContext:
     settings: Settings
     session_factory: sessionmaker[Session]
     worker_id: str
+
+    @cached_property
+    def extractor(self) -> IsolatedExtractor:
+        """One reader process per worker, reused from document to document."""
+        return IsolatedExtractor(
+            config=ExtractConfig(),
+            timeout_s=self.settings.extract_timeout_s,
+            max_memory_bytes=self.settings.extract_max_memory_bytes,
+        )
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -93,12 +102,7 @@ def _pipeline(ctx: IngestContext, *, job_id: int, document_id: int, version: int
         path, kb_id = blob_path(settings.blobs_dir, doc.sha256), doc.kb_id
 
     _set_stage(ctx, job_id, DocumentState.EXTRACTING, 0.05)
-    elements = extract_isolated(
-        path,
-        config=ExtractConfig(),
-        timeout_s=settings.extract_timeout_s,
-        max_memory_bytes=settings.extract_max_memory_bytes,
-    )
+    elements = ctx.extractor.extract(path)
 
     _set_stage(ctx, job_id, DocumentState.CHUNKING, 0.25)
     embedder = ctx.embedder

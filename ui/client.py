@@ -53,6 +53,9 @@ class ZhikuClient:
     def reindex(self, document_id: int) -> dict:
         return self._call("POST", f"/api/documents/{document_id}/reindex")
 
+    def get_job(self, job_id: int) -> dict:
+        return self._call("GET", f"/api/jobs/{job_id}")
+
     def ask(self, question: str, kb_ids: Sequence[int], top_k: int | None = None) -> Iterator[tuple[str, dict]]:
         """Server-Sent Events as (event type, data) pairs, as they arrive."""
         body = {"question": question, "kb_ids": list(kb_ids), "top_k": top_k}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 
-def citation_list(citations: list[dict], *, key_prefix: str) -> None:
+def citation_list(citations: list[dict]) -> None:
     """Numbered sources, each expanding to its document, page, section and the cited passage."""
     for citation in citations:
         where = citation["document"] + (f" · 第 {citation['page']} 页 p. {citation['page']}" if citation.get("page") else "")
@@ -15,10 +15,10 @@ def citation_list(citations: list[dict], *, key_prefix: str) -> None:
             st.markdown(citation.get("snippet", ""))
             if citation.get("supported") is False:
                 st.warning("这句引用与原文的重合度较低 / weakly supported by this source")
-            st.caption(f"score {citation.get('score', 0):.3f} · {key_prefix}")
+            st.caption(f"相关度 score {citation.get('score', 0):.3f}")
 
 
-def render_answer(message: dict, *, key_prefix: str) -> None:
+def render_answer(message: dict) -> None:
     if message.get("reasoning"):
         with st.expander("思考过程 Reasoning", expanded=False):
             st.markdown(message["reasoning"])
@@ -28,4 +28,4 @@ def render_answer(message: dict, *, key_prefix: str) -> None:
         st.info(message.get("answer") or "资料中没有找到答案 / The documents do not contain the answer.")
     else:
         st.markdown(message.get("answer", ""))
-    citation_list(message.get("citations", []), key_prefix=key_prefix)
+    citation_list(message.get("citations", []))

@@ -28,7 +28,7 @@ GOOD_FILES = [
     "eml/fake-email.eml",
     "csv/stanley-cups.csv",
 ]
-BAD_FILES = ["pdf/encrypted-password.pdf", "hostile/failure-after-repair.pdf", "txt/empty.txt"]
+BAD_FILES = ["pdf/encrypted-password.pdf", "pdf/scanned-mineru-small_ocr.pdf", "hostile/encrypted-password_protected.xlsx", "txt/empty.txt"]
 
 
 def ask(client: httpx.Client, question: str, kb_id: int) -> tuple[list[tuple[str, dict]], dict]:

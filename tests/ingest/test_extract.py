@@ -276,3 +276,22 @@ def test_text_formats_extract_offline_without_detection_or_pdf_stack(docs: Path)
     result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("ok ") == len(names)
+
+
+def test_one_reader_process_serves_many_files_and_is_replaced_after_a_timeout(evaldata: Path) -> None:
+    from ingest.extract import IsolatedExtractor
+
+    reader = IsolatedExtractor(config=ExtractConfig(), timeout_s=120, max_memory_bytes=3 * 1024**3)
+    try:
+        reader.extract(evaldata / "docs/docx/handbook-1p.docx")
+        first_pid = reader._child.pid
+        assert reader.extract(evaldata / "docs/txt/norwich-city.txt")
+        assert reader._child.pid == first_pid  # no new interpreter per document
+        reader.timeout_s = 0.001
+        with pytest.raises(ExtractionError, match="timed out"):
+            reader.extract(evaldata / "docs/pdf/DA-619p.pdf")
+        reader.timeout_s = 120
+        assert reader.extract(evaldata / "docs/md/zh-chatchat-distributed-training.md")
+        assert reader._child.pid != first_pid
+    finally:
+        reader.close()

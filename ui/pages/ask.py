@@ -24,12 +24,12 @@ names = {kb["id"]: kb["name"] for kb in kbs}
 kb_ids = st.sidebar.multiselect("知识库 Knowledge bases", options=list(names), default=list(names),
                                 format_func=names.get, key="ask_kbs")
 
-for i, message in enumerate(history):
+for message in history:
     with st.chat_message(message["role"]):
         if message["role"] == "user":
             st.markdown(message["content"])
         else:
-            render_answer(message, key_prefix=f"h{i}")
+            render_answer(message)
 
 question = st.chat_input("输入问题… Ask a question about your documents", key="ask_input")
 if question:
@@ -59,5 +59,5 @@ if question:
             answer["error"] = exc.message
         reasoning_box.empty()
         answer_box.empty()
-        render_answer(answer, key_prefix=f"h{len(history)}")
+        render_answer(answer)
     history.append(answer)
