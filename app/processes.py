@@ -70,7 +70,8 @@ def llm_reachable(settings: Settings) -> bool:
 
 def start_model_server(settings: Settings) -> Child:
     args = [sys.executable, "-m", "model.server", "--model", str(settings.llm_model_path),
-            "--port", str(settings.llm_port), "--host", "127.0.0.1"]
+            "--port", str(settings.llm_port), "--host", "127.0.0.1", "--dtype", "bfloat16",
+            "--max-batch-size", str(settings.llm_max_batch_size), "--max-seq-len", str(settings.llm_max_seq_len)]
     if settings.llm_quant != "none":
         args += ["--quant", settings.llm_quant]
     if settings.llm_threads:

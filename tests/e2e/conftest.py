@@ -52,7 +52,7 @@ def llm_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "model.server", "--model", str(models_dir / TEST_LLM), "--quant", "int4",
-             "--port", str(port), "--max-batch-size", "4"],
+             "--port", str(port), "--max-batch-size", "4", "--dtype", "bfloat16"],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
         )
     try:

@@ -1,0 +1,110 @@
+"""Question → ranked chunk ids: dense (FAISS) and BM25 over the permitted chunks, fused by reciprocal rank.
+
+Filter semantics and the fusion formula are written down in docs/retrieval.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ingest.embed import Embedder
+from ingest.index import KBIndex
+
+
+@dataclass(frozen=True)
+class RetrieveConfig:
+    # k=60 is the constant of Cormack et al. (2009): it damps the head so that one list's rank 1 does
+    # not drown agreement between lists further down.
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    # Each ranker contributes max(min_candidates, candidates_per_result * top_k) candidates: a chunk
+    # ranked low by one ranker but high by the other still reaches the fusion.
+    min_candidates: int = 50
+    candidates_per_result: int = 4
+
+    def num_candidates(self, top_k: int) -> int:
+        return max(self.min_candidates, self.candidates_per_result * top_k)
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str
+    top_k: int = 5
+    # None: every chunk of the query's indexes; otherwise only these (the caller's ACL result).
+    allowed_chunk_ids: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    chunk_id: int
+    score: float  # fused RRF score
+    dense_rank: int | None  # 1-based rank in the dense list, None when not among its candidates
+    bm25_rank: int | None
+    # Cosine of query and chunk, computed for every result (also BM25-only ones): the refusal
+    # threshold is calibrated on it, as RRF scores only order results and say nothing about relevance.
+    dense_score: float
+
+
+def reciprocal_rank_fusion(
+    ranked_lists: Sequence[tuple[Sequence[int], float]], *, k: int
+) -> dict[int, float]:
+    """{id: Σ weight / (k + rank)} over lists of ids ordered best first (rank starts at 1)."""
+    fused: dict[int, float] = {}
+    for ids, weight in ranked_lists:
+        for rank, chunk_id in enumerate(ids, start=1):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (k + rank)
+    return fused
+
+
+def merge_by_score(hits_per_index: Sequence[list[tuple[int, float]]], limit: int) -> list[int]:
+    """One ranking out of several indexes' (id, score) hits, best score first."""
+    merged = sorted((hit for hits in hits_per_index for hit in hits), key=lambda hit: -hit[1])
+    return [chunk_id for chunk_id, _ in merged[:limit]]
+
+
+def retrieve(
+    query: Query, *, indexes: Sequence[KBIndex], embedder: Embedder, config: RetrieveConfig
+) -> list[ScoredChunk]:
+    if not indexes or query.top_k <= 0 or not query.text.strip():
+        return []
+    num_candidates = config.num_candidates(query.top_k)
+    qvec = embedder.embed_query(query.text)
+    # Cosines share one scale across indexes (same embedder); BM25 scores of different indexes use
+    # different IDF tables, so their merge is approximate — fine for the usual one or two KBs per query.
+    allowed = query.allowed_chunk_ids
+    dense_ids = merge_by_score(
+        [index.search_dense(qvec, num_candidates, allowed) for index in indexes], num_candidates
+    )
+    bm25_ids = merge_by_score(
+        [index.search_bm25(query.text, num_candidates, allowed) for index in indexes], num_candidates
+    )
+    fused = reciprocal_rank_fusion(
+        [(dense_ids, config.dense_weight), (bm25_ids, config.bm25_weight)], k=config.rrf_k
+    )
+    dense_rank = {chunk_id: rank for rank, chunk_id in enumerate(dense_ids, start=1)}
+    bm25_rank = {chunk_id: rank for rank, chunk_id in enumerate(bm25_ids, start=1)}
+    # Ties (same fused score) go to the better dense rank, then the smaller id, so results are stable.
+    top = sorted(fused, key=lambda i: (-fused[i], dense_rank.get(i, num_candidates + 1), i))[: query.top_k]
+    cosines = _cosines(qvec, top, indexes)
+    return [
+        ScoredChunk(
+            chunk_id=chunk_id,
+            score=fused[chunk_id],
+            dense_rank=dense_rank.get(chunk_id),
+            bm25_rank=bm25_rank.get(chunk_id),
+            dense_score=cosines[chunk_id],
+        )
+        for chunk_id in top
+    ]
+
+
+def _cosines(qvec: np.ndarray, chunk_ids: Sequence[int], indexes: Sequence[KBIndex]) -> dict[int, float]:
+    cosines: dict[int, float] = {}
+    for index in indexes:
+        here = [i for i in chunk_ids if i not in cosines and index.contains(i)]
+        cosines.update(zip(here, index.dense_scores(qvec, np.array(here, dtype=np.int64)).tolist()))
+    return cosines
