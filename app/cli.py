@@ -311,7 +311,11 @@ def main(argv: list[str] | None = None) -> None:
 
     from app.errors import ZhikuError
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Third-party libraries (httpx, faiss, celery internals) speak at WARNING; Zhiku's own modules at log_level.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets DEBUG on its own logger
+    for package in ("app", "ingest", "rag", "model", "celery.apps.worker"):
+        logging.getLogger(package).setLevel(settings.log_level)
     try:
         args.func(settings, args)
     except ZhikuError as exc:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
+from app.db import session_scope
 from app.errors import ErrorCode, ZhikuError
 from app.models import Role, User
 from app.services.users import user_for_token
@@ -19,19 +20,15 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    session = request.app.state.session_factory()
-    try:
+    with session_scope(request.app.state.session_factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the transaction commits before the response is sent, so a client's next request
+# (the token just issued, the document just deleted) sees it. With the default, the commit could land
+# after the response, which PostgreSQL made visible as a deleted document still being served.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_current_user(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> User:

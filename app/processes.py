@@ -95,7 +95,7 @@ def start_ui(settings: Settings) -> Child:
     args = [
         sys.executable, "-m", "streamlit", "run", str(UI_SCRIPT),
         "--server.port", str(settings.ui_port), "--server.address", settings.api_host,
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
         "--", "--api-url", settings.api_url,
     ]
     child = spawn(settings, "ui", args)

@@ -157,7 +157,7 @@ def _gemma(*, int8: bool) -> Callable[[str, Path, int | None], Embedder]:
     return build
 
 
-GEMMA_MIN_RELEVANT_COSINE = 0.30  # bench/results/refusal_threshold_embeddinggemma-300m-int8.json
+GEMMA_MIN_RELEVANT_COSINE = 0.28  # bench/results/refusal_threshold_embeddinggemma-300m-int8.json
 
 EMBEDDERS: dict[str, EmbedderSpec] = {
     "embeddinggemma-300m": EmbedderSpec(

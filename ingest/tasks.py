@@ -52,6 +52,11 @@ def kb_index_dir(settings: Settings, kb_id: int) -> Path:
     return settings.indexes_dir / f"kb-{kb_id}"
 
 
+def configured_embedder(settings: Settings) -> Embedder:
+    """The embedder the settings name; documents and questions must be embedded by the same one."""
+    return load_embedder(settings.embedder, models_dir=settings.models_dir, num_threads=settings.embedder_threads or None)
+
+
 @dataclass
 class IngestContext:
     settings: Settings
@@ -69,11 +74,7 @@ class IngestContext:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return load_embedder(
-            self.settings.embedder,
-            models_dir=self.settings.models_dir,
-            num_threads=self.settings.embedder_threads or None,
-        )
+        return configured_embedder(self.settings)
 
 
 def run_ingest(ctx: IngestContext, *, document_id: int, version: int) -> None:

@@ -32,6 +32,7 @@ class Source:
     score: float  # retrieval (fused) score
     dense_score: float | None = None  # query–chunk cosine; the refusal threshold compares against it
     document_id: int | None = None
+    pages: tuple[int, ...] = ()  # every page the chunk spans; `page` is the first
 
 
 def refusal_text(question: str) -> str:
@@ -40,7 +41,9 @@ def refusal_text(question: str) -> str:
 
 def format_source(source: Source) -> str:
     where = [source.document]
-    if source.page is not None:
+    if len(source.pages) > 1:
+        where.append(f"pp. {source.pages[0]}-{source.pages[-1]}")
+    elif source.page is not None:
         where.append(f"p. {source.page}")
     if source.section:
         where.append(source.section)

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import session_scope
 from app.models import Chunk, Document
 from app.settings import Settings
-from ingest.embed import Embedder, load_embedder, min_relevant_cosine
+from ingest.embed import Embedder, min_relevant_cosine
 from ingest.index import KBIndex
-from ingest.tasks import kb_index_dir
+from ingest.tasks import configured_embedder, kb_index_dir
 from rag.answer import AnswerConfig, Event, answer_stream
 from rag.llm import ChatClient
 from rag.prompt import Source
@@ -33,11 +33,7 @@ class Answering:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return load_embedder(
-            self.settings.embedder,
-            models_dir=self.settings.models_dir,
-            num_threads=self.settings.embedder_threads or None,
-        )
+        return configured_embedder(self.settings)
 
     @cached_property
     def chat(self) -> ChatClient:
@@ -85,6 +81,7 @@ class Answering:
                     text=chunk.text,
                     document=filename,
                     page=chunk.pages[0] if chunk.pages else None,
+                    pages=tuple(chunk.pages),
                     section=" > ".join(chunk.section_path),
                     score=hit.score,
                     dense_score=hit.dense_score,

@@ -19,7 +19,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_LLM = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-# The fast multilingual embedder the tests use where the test is not about retrieval quality.
+DEFAULT_LLM = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+# The fast multilingual embedder for tests that are not about retrieval or refusal. The stacks below
+# run the default embedder, whose calibrated refusal threshold separates off-topic questions.
 TEST_EMBEDDER = "multilingual-e5-small"
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_HOST = "127.0.0.1"
@@ -45,22 +47,33 @@ def wait_ok(url: str, process: subprocess.Popen, log: Path, timeout_s: float) ->
     raise RuntimeError(f"{url} not ready after {timeout_s} s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
-def llm_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def serve_model(model_file: Path, tmp_dir: Path) -> Iterator[str]:
     port = free_port()
-    log = tmp_path_factory.mktemp("llm") / "model.log"
+    log = tmp_dir / "model.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "model.server", "--model", str(models_dir / TEST_LLM), "--quant", "int4",
+            [sys.executable, "-m", "model.server", "--model", str(model_file), "--quant", "int4",
              "--port", str(port), "--max-batch-size", "4", "--dtype", "bfloat16"],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
-        wait_ok(f"http://127.0.0.1:{port}/v1/models", process, log, timeout_s=600)
+        wait_ok(f"http://127.0.0.1:{port}/v1/models", process, log, timeout_s=900)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def llm_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The small model: plumbing tests, where answer quality is not the point."""
+    yield from serve_model(models_dir / TEST_LLM, tmp_path_factory.mktemp("llm"))
+
+
+@pytest.fixture(scope="module")
+def default_llm_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The default answer model (what `make run` serves), for tests of what a new user sees first."""
+    yield from serve_model(models_dir / DEFAULT_LLM, tmp_path_factory.mktemp("default-llm"))
 
 
 @dataclass
@@ -114,7 +127,6 @@ def start_stack(backend: str, *, models_dir: Path, llm_url: str, data_dir: Path,
         "ZHIKU_DATA_DIR": str(data_dir),
         "ZHIKU_MODELS_DIR": str(models_dir),
         "ZHIKU_LLM_BASE_URL": llm_url,
-        "ZHIKU_EMBEDDER": TEST_EMBEDDER,
         "ZHIKU_API_PORT": str(api_port),
         "ZHIKU_UI_PORT": str(ui_port),
         "ZHIKU_ADMIN_PASSWORD": password,

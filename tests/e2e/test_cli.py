@@ -20,9 +20,10 @@ def zhiku(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=1800)
 
 
-def test_ingest_docs_then_ask_how_to_back_up(tmp_path: Path, models_dir: Path, llm_url: str) -> None:
+def test_ingest_docs_then_ask_how_to_back_up(tmp_path: Path, models_dir: Path, default_llm_url: str) -> None:
+    """The first thing a new user does: Zhiku's own docs as a KB, then "如何备份数据？", default model."""
     env = {**os.environ, "ZHIKU_DATA_DIR": str(tmp_path), "ZHIKU_MODELS_DIR": str(models_dir),
-           "ZHIKU_EMBEDDER": TEST_EMBEDDER, "ZHIKU_LLM_BASE_URL": llm_url}
+           "ZHIKU_LLM_BASE_URL": default_llm_url}
     ingested = zhiku(["ingest", str(REPO / "docs"), "--kb", "Zhiku 文档", "--wait"], env)
     assert ingested.returncode == 0, ingested.stderr[-3000:]
     assert "indexed" in ingested.stdout
@@ -39,9 +40,9 @@ def test_ingest_docs_then_ask_how_to_back_up(tmp_path: Path, models_dir: Path, l
     assert {c["document"] for c in result["citations"]} & {"运维指南.md", "operations.md"}
 
 
-def test_ask_about_an_unknown_kb_is_a_clear_error(tmp_path: Path, models_dir: Path, llm_url: str) -> None:
+def test_ask_about_an_unknown_kb_is_a_clear_error(tmp_path: Path, models_dir: Path) -> None:
     env = {**os.environ, "ZHIKU_DATA_DIR": str(tmp_path), "ZHIKU_MODELS_DIR": str(models_dir),
-           "ZHIKU_EMBEDDER": TEST_EMBEDDER, "ZHIKU_LLM_BASE_URL": llm_url}
+           "ZHIKU_EMBEDDER": TEST_EMBEDDER, "ZHIKU_LLM_BASE_URL": "http://127.0.0.1:9/v1"}  # never reached
     asked = zhiku(["ask", "hello", "--kb", "does-not-exist"], env)
     assert asked.returncode != 0
     assert "no knowledge base named 'does-not-exist'" in asked.stderr
