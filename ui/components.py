@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui.client import ApiError, ZhikuClient
+
+
+def knowledge_bases_or_stop(client: ZhikuClient) -> list[dict]:
+    """The knowledge bases, or the server's error shown in place of the page."""
+    try:
+        return client.list_kbs()
+    except ApiError as exc:
+        st.error(exc.message)
+        st.stop()
+
 
 def citation_list(citations: list[dict]) -> None:
     """Numbered sources, each expanding to its document, page, section and the cited passage."""

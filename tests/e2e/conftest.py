@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.servers import REPO, free_port, model_server, wait_ok
+
 TEST_LLM = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 DEFAULT_LLM = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 # The fast multilingual embedder for tests that are not about retrieval or refusal. The stacks below
@@ -27,41 +26,10 @@ POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ok(url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited ({process.returncode}):\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready after {timeout_s} s:\n{log.read_text()[-4000:]}")
-
-
 def serve_model(model_file: Path, tmp_dir: Path) -> Iterator[str]:
-    port = free_port()
-    log = tmp_dir / "model.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "model.server", "--model", str(model_file), "--quant", "int4",
-             "--port", str(port), "--max-batch-size", "4", "--dtype", "bfloat16"],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_ok(f"http://127.0.0.1:{port}/v1/models", process, log, timeout_s=900)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with model_server(model_file, tmp_dir / "model.log", "--quant", "int4", "--max-batch-size", "4",
+                      "--dtype", "bfloat16") as url:
+        yield f"{url}/v1"
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,10 +14,10 @@ from fastapi.testclient import TestClient
 import model
 from model.server import create_app
 from tests.model.tiny_qwen2 import save_tiny_qwen2
+from tests.servers import model_server
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 MAX_SEQ_LEN = 1024
 STARTUP_TIMEOUT_S = 300
@@ -35,46 +31,12 @@ ENGLISH_QUESTION = (
 CHINESE_QUESTION = "请只根据资料回答问题。\n\n资料：知库系统的管理员名叫王小明，他负责每周备份数据。\n\n问题：知库系统的管理员叫什么名字？"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def base_url(models_dir: Path) -> Iterator[str]:
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "model.server",
-        "--model", str(models_dir / MODEL_FILE),
-        "--port", str(port),
-        "--max-batch-size", "4",
-        "--max-seq-len", str(MAX_SEQ_LEN),
-        "--threads", "2",
-    ]  # fmt: skip
-    server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"server exited with {server.returncode}:\n{server.stdout.read()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy after {STARTUP_TIMEOUT_S} s")
-            time.sleep(1)
+def base_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with model_server(models_dir / MODEL_FILE, log, "--max-batch-size", "4", "--max-seq-len", str(MAX_SEQ_LEN),
+                      "--threads", "2", timeout_s=STARTUP_TIMEOUT_S) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 @pytest.fixture(scope="module")

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from rag.answer import AnswerConfig, answer_stream
 from rag.llm import ChatClient
 from rag.prompt import REFUSAL_EN, REFUSAL_ZH, Source
+from tests.servers import free_port, model_server
 
-REPO = Path(__file__).resolve().parents[2]
 TEST_LLM = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def closed_port_client() -> ChatClient:
@@ -61,38 +49,11 @@ def test_model_server_down_is_an_error_event():
 
 
 @pytest.fixture(scope="module")
-def model_server(models_dir, tmp_path_factory):
-    if not (REPO / "model" / "server.py").exists():
-        pytest.skip("model/server.py is not there yet (engine helper)")
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llm") / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "model.server", "--model", str(models_dir / TEST_LLM), "--quant", "int4",
-             "--port", str(port), "--max-batch-size", "2", "--max-seq-len", "2048"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"model server exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"model server not ready in 600 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(1)
-        yield ChatClient(f"http://127.0.0.1:{port}/v1", TEST_LLM, timeout_s=300)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def real_chat(models_dir, tmp_path_factory):
+    log = tmp_path_factory.mktemp("llm") / "server.log"
+    with model_server(models_dir / TEST_LLM, log, "--quant", "int4", "--max-batch-size", "2", "--max-seq-len", "2048",
+                      timeout_s=600) as url:
+        yield ChatClient(f"{url}/v1", TEST_LLM, timeout_s=300)
 
 
 def run(question: str, sources: list[Source], chat: ChatClient) -> tuple[list[str], dict]:
@@ -106,26 +67,26 @@ def run(question: str, sources: list[Source], chat: ChatClient) -> tuple[list[st
     return types, done
 
 
-def test_grounded_chinese_answer_cites_its_source(model_server):
+def test_grounded_chinese_answer_cites_its_source(real_chat):
     sources = [
         source(1, "数据备份：系统每天凌晨两点自动备份数据目录，备份文件保存在 /var/backups/zhiku，保留七天。",
                dense_score=0.7, document="运维手册.docx", page=4),
         source(2, "用户管理：管理员可以在设置页面创建用户。", dense_score=0.4, document="用户手册.pdf", page=1),
     ]
-    _, done = run("备份文件保存在哪里？", sources, model_server)
+    _, done = run("备份文件保存在哪里？", sources, real_chat)
     assert "/var/backups/zhiku" in done["answer"] and done["refused"] is False, done
     cited = {c["n"]: c for c in done["citations"]}
     assert 1 in cited, done
     assert cited[1]["document"] == "运维手册.docx" and cited[1]["page"] == 4
 
 
-def test_grounded_english_answer_cites_its_source(model_server):
+def test_grounded_english_answer_cites_its_source(real_chat):
     sources = [
         source(1, "Passwords must be at least 14 characters long and expire after 90 days.", dense_score=0.7,
                document="security-policy.md", page=1),
         source(2, "The API listens on port 8000.", dense_score=0.4, document="api.md", page=1),
     ]
-    _, done = run("How many characters must a password have at least?", sources, model_server)
+    _, done = run("How many characters must a password have at least?", sources, real_chat)
     assert "14" in done["answer"] and done["refused"] is False, done
     if 1 not in {c["n"] for c in done["citations"]}:
         # Seen with the 0.5B test model: it answers "14" and drops the marker; the default 1.5B model

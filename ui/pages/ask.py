@@ -5,17 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.client import ApiError
-from ui.components import render_answer
+from ui.components import knowledge_bases_or_stop, render_answer
 
 client = st.session_state.client
 history: list[dict] = st.session_state.setdefault("history", [])
 
 st.title("💬 提问 Ask")
-try:
-    kbs = client.list_kbs()
-except ApiError as exc:
-    st.error(exc.message)
-    st.stop()
+kbs = knowledge_bases_or_stop(client)
 if not kbs:
     st.info("还没有知识库，请先在“文档”页上传文件。 No knowledge base yet: upload files on the Documents page.")
     st.stop()

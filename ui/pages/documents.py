@@ -7,6 +7,7 @@ from datetime import timedelta
 import streamlit as st
 
 from ui.client import ApiError
+from ui.components import knowledge_bases_or_stop
 
 client = st.session_state.client
 STATE_LABELS = {
@@ -17,11 +18,7 @@ STATE_LABELS = {
 FINAL_STATES = {"indexed", "failed"}
 
 st.title("📄 文档 Documents")
-try:
-    kbs = client.list_kbs()
-except ApiError as exc:
-    st.error(exc.message)
-    st.stop()
+kbs = knowledge_bases_or_stop(client)
 
 with st.sidebar.expander("新建知识库 New knowledge base", expanded=not kbs):
     with st.form("new_kb", clear_on_submit=True):
