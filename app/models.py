@@ -1,4 +1,5 @@
-"""SQLAlchemy 2.0 typed tables: users and tokens, knowledge bases, documents, chunks, ingestion jobs."""
+"""SQLAlchemy 2.0 typed tables: users and tokens, knowledge bases, documents, chunks, ingestion jobs,
+sensitive-content terms and policies, and the audit log."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime, timezone
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Enum,
     Float,
@@ -128,6 +130,10 @@ class Chunk(Base):
     pages: Mapped[list[int]] = mapped_column(JSON, default=list)
     section_path: Mapped[list[str]] = mapped_column(JSON, default=list)
     element_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Sensitive findings in the extracted text, {kind: count}, whatever the ingest policy did with
+    # them: the admin sees which documents hold what even when the stored text is redacted.
+    findings: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    redacted: Mapped[bool] = mapped_column(Boolean, default=False)  # `text` had spans replaced at ingest
 
 
 class Job(Base):
@@ -155,3 +161,52 @@ class WorkerHeartbeat(Base):
     __tablename__ = "worker_heartbeats"
     worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PolicyStage(str, enum.Enum):
+    INGEST = "ingest"  # what is stored: applies to every reader, so it has no role
+    ANSWER = "answer"  # what one role is shown, on the question and the streamed answer
+
+
+class SensitiveTerm(Base):
+    """One admin-listed term; (term, category) is unique so re-importing a list updates severities."""
+
+    __tablename__ = "sensitive_terms"
+    __table_args__ = (UniqueConstraint("term", "category"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    term: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16), default="medium")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SensitivePolicy(Base):
+    """kind → action for one stage, scoped to a KB and/or a role (NULL = any). The most specific
+    row wins: (kb, role) over (kb, any) over (any, role) over (any, any) over the built-in default.
+    One row per scope is kept by app/services/sensitive.py (a UNIQUE constraint would not hold:
+    NULLs never collide)."""
+
+    __tablename__ = "sensitive_policies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage: Mapped[PolicyStage] = mapped_column(_enum(PolicyStage))
+    kb_id: Mapped[int | None] = mapped_column(
+        ForeignKey("knowledge_bases.id", ondelete="CASCADE"), nullable=True, index=True)
+    role: Mapped[Role | None] = mapped_column(_enum(Role), nullable=True)
+    actions: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # kind or "TERM:<category>" → action
+    default_action: Mapped[str] = mapped_column(String(16), default="allow")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class AuditEvent(Base):
+    """Append-only record of who did what: logins, uploads, deletions, questions, redactions, blocks."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    # No foreign keys: the log must outlive the users, KBs and documents it mentions.
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    username: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    kb_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    document_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
