@@ -47,3 +47,12 @@ def require_editor(user: CurrentUser) -> User:
 
 
 EditorUser = Annotated[User, Depends(require_editor)]
+
+
+def require_admin(user: CurrentUser) -> User:
+    if user.role is not Role.ADMIN:
+        raise ZhikuError(ErrorCode.FORBIDDEN, "only admins may do this")
+    return user
+
+
+AdminUser = Annotated[User, Depends(require_admin)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 
 from ingest.elements import Element
@@ -232,20 +232,31 @@ class _Splitter:
             yield _Block((self._unit(whole, element, joiner="\n", overlappable=False),), self.section_path)
             return
         header, body = rows[0], rows[1:]
-        row_budget = self.budget - self.count(header)
+        header_tokens = self.count(header)
+        if header_tokens > self.budget // 2:
+            # A header this wide (hundreds of columns) repeated in every piece would leave almost no
+            # room for rows: measured, a 7,480-character CSV header split its 53 KB file into
+            # 47,610 one-token chunks. Such a header becomes an ordinary row instead.
+            header, body, header_tokens = "", rows, 0
+        row_budget = self.budget - header_tokens - 1
         piece: list[str] = []
+        piece_tokens = header_tokens
         for row in body:
             # A row longer than the budget left after the header is hard-split: the last resort.
-            for part in hard_split(row, max(row_budget, 1), self.count):
-                if piece and self.count("\n".join([header, *piece, part])) > self.budget:
+            for part in hard_split(row, row_budget, self.count):
+                # Token counts of lines joined by newlines add up (a newline is its own token), so
+                # summing avoids re-tokenising the growing piece for every row.
+                part_tokens = self.count(part) + 1
+                if piece and piece_tokens + part_tokens > self.budget:
                     yield self._table_piece(element, header, piece)
-                    piece = []
+                    piece, piece_tokens = [], header_tokens
                 piece.append(part)
+                piece_tokens += part_tokens
         if piece or not body:
             yield self._table_piece(element, header, piece)
 
     def _table_piece(self, element: Element, header: str, rows: list[str]) -> _Block:
-        text = "\n".join([header, *rows])
+        text = "\n".join([header, *rows] if header else rows)
         unit = self._unit(text, element, joiner="\n", overlappable=False)
         return _Block((unit,), self.section_path, alone=True)
 
@@ -270,6 +281,16 @@ def _overlap(units: list[_Unit], limit: int) -> list[_Unit]:
 
 
 def chunk(elements: list[Element], *, config: ChunkConfig, count_tokens: CountTokens) -> list[ChunkDraft]:
+    drafts = _chunk(elements, config=config, count_tokens=count_tokens)
+    if drafts or not any(e.category == "Title" and e.text.strip() for e in elements):
+        return drafts
+    # Only titles: short plain-text lines and one-line e-mail bodies come out of the extractor as
+    # titles, and a file of them is text, not "a document with no text to index".
+    as_text = [replace(e, category="UncategorizedText") if e.category == "Title" else e for e in elements]
+    return _chunk(as_text, config=config, count_tokens=count_tokens)
+
+
+def _chunk(elements: list[Element], *, config: ChunkConfig, count_tokens: CountTokens) -> list[ChunkDraft]:
     drafts: list[ChunkDraft] = []
     current: list[_Unit] = []
     fresh = 0  # units of `current` not already emitted as the previous chunk's overlap

@@ -58,9 +58,10 @@ class ExtractionError(Exception):
         self.reason = reason
 
 
-def extract(path: Path, *, config: ExtractConfig) -> list[Element]:
-    """The document's text blocks in reading order. Raises ExtractionError with a readable reason."""
-    file_type = detect_type(path)
+def extract(path: Path, *, config: ExtractConfig, suffix: str | None = None) -> list[Element]:
+    """The document's text blocks in reading order. Raises ExtractionError with a readable reason.
+    `suffix`: the uploaded file name's, when `path` is a stored copy without one."""
+    file_type = detect_type(path, suffix)
     if file_type is FileType.EMPTY:
         raise ExtractionError("document is empty")
     if file_type in _UNSUPPORTED_REASONS:
@@ -218,10 +219,10 @@ class IsolatedExtractor:
         self._child = None
         self._conn = None
 
-    def extract(self, path: Path) -> list[Element]:
+    def extract(self, path: Path, suffix: str | None = None) -> list[Element]:
         if self._child is None or not self._child.is_alive():
             self._start()
-        self._conn.send(str(path))
+        self._conn.send((str(path), suffix))
         if not self._conn.poll(self.timeout_s):
             alive = self._child.is_alive()
             reason = f"extraction timed out after {self.timeout_s:g} s" if alive else self._death_reason()
@@ -286,11 +287,11 @@ def _serve_child(conn, config: ExtractConfig, max_memory_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (max_memory_bytes, max_memory_bytes))
     while True:
         try:
-            path = conn.recv()
+            path, suffix = conn.recv()
         except EOFError:
             return
         try:
-            elements = extract(Path(path), config=config)
+            elements = extract(Path(path), config=config, suffix=suffix)
             conn.send(("ok", [asdict(element) for element in elements]))
         except ExtractionError as error:
             conn.send(("error", error.reason))

@@ -86,15 +86,16 @@ _TEXT_MIME_TYPES = {
 }
 
 
-def detect_type(path: Path) -> FileType:
-    """The document type of `path`, judged by content (see the module docstring)."""
+def detect_type(path: Path, suffix: str | None = None) -> FileType:
+    """The document type of `path`, judged by content (see the module docstring). `suffix` is the
+    uploaded file's own (".md"), for stored copies whose path has none."""
     mime = magic.from_file(str(path), mime=True)
     if mime == "application/zip":
         return _zip_type(path)
     if mime in _MIME_TYPES:
         return _MIME_TYPES[mime]
     if mime.startswith("text/"):
-        by_suffix = _TEXT_SUFFIXES.get(path.suffix.lower())
+        by_suffix = _TEXT_SUFFIXES.get((path.suffix if suffix is None else suffix).lower())
         return by_suffix or _TEXT_MIME_TYPES.get(mime, FileType.TEXT)
     return FileType.UNSUPPORTED
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
@@ -23,9 +24,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
 from app.models import Chunk, Document, DocumentState, Job, JobState, WorkerHeartbeat, utcnow
+from app.services.audit import record
+from app.services.sensitive import count_kinds, ingest_protection
+from rag.sensitive import Protection
 from app.settings import Settings
 from ingest.blobs import blob_path
-from ingest.chunk import ChunkConfig, chunk, chunk_text_for_embedding
+from ingest.chunk import ChunkConfig, ChunkDraft, chunk, chunk_text_for_embedding
 from ingest.embed import Embedder, load_embedder
 from ingest.extract import ExtractConfig, ExtractionError, IsolatedExtractor
 from ingest.ids import chunk_id
@@ -100,10 +104,10 @@ def _pipeline(ctx: IngestContext, *, job_id: int, document_id: int, version: int
     with session_scope(ctx.session_factory) as session:
         doc = session.get(Document, document_id)
         assert doc is not None
-        path, kb_id = blob_path(settings.blobs_dir, doc.sha256), doc.kb_id
+        path, kb_id, suffix = blob_path(settings.blobs_dir, doc.sha256), doc.kb_id, Path(doc.filename).suffix
 
     _set_stage(ctx, job_id, DocumentState.EXTRACTING, 0.05)
-    elements = ctx.extractor.extract(path)
+    elements = ctx.extractor.extract(path, suffix)
 
     _set_stage(ctx, job_id, DocumentState.CHUNKING, 0.25)
     embedder = ctx.embedder
@@ -114,6 +118,11 @@ def _pipeline(ctx: IngestContext, *, job_id: int, document_id: int, version: int
     )
     if not drafts:
         raise ExtractionError("the document contains no text to index")
+    with session_scope(ctx.session_factory) as session:
+        protection = ingest_protection(session, kb_id)
+    # Redacted before embedding: a value the ingest policy removes is in neither FAISS, BM25 nor the DB.
+    protected = [_protect(draft, protection) for draft in drafts]
+    drafts = [draft for draft, _, _ in protected]
 
     _set_stage(ctx, job_id, DocumentState.EMBEDDING, 0.3)
     texts = [chunk_text_for_embedding(d) for d in drafts]
@@ -156,13 +165,40 @@ def _pipeline(ctx: IngestContext, *, job_id: int, document_id: int, version: int
                     pages=list(d.pages),
                     section_path=list(d.section_path),
                     element_types=list(d.element_types),
+                    findings=findings,
+                    redacted=bool(actions),
                 )
-                for cid, d in zip(ids, drafts)
+                for cid, (d, findings, actions) in zip(ids, protected)
             )
+            _audit_findings(session, kb_id, document_id, version, protected)
             session.execute(
                 update(Document).where(Document.id == document_id).values(num_chunks=len(drafts))
             )
     _finish(ctx, job_id)
+
+
+def _protect(draft: ChunkDraft, protection: Protection) -> tuple[ChunkDraft, dict[str, int], dict[str, int]]:
+    """The draft with its text and section titles as the ingest policy stores them (titles are shown
+    with every source), its finding counts by kind, and the actions taken by kind."""
+    findings, redaction = protection.apply(draft.text)
+    titles = [protection.apply(title) for title in draft.section_path]
+    taken = [*redaction.actions_taken, *(t for _, title in titles for t in title.actions_taken)]
+    actions = dict(Counter(f"{t.kind}:{t.action.value}" for t in taken))
+    if actions:
+        draft = replace(draft, text=redaction.text, section_path=tuple(title.text for _, title in titles))
+    return draft, count_kinds([*findings, *(f for found, _ in titles for f in found)]), actions
+
+
+def _audit_findings(session: Session, kb_id: int, document_id: int, version: int,
+                    protected: list[tuple[ChunkDraft, dict[str, int], dict[str, int]]]) -> None:
+    findings: Counter[str] = Counter()
+    actions: Counter[str] = Counter()
+    for _, chunk_findings, chunk_actions in protected:
+        findings.update(chunk_findings)
+        actions.update(chunk_actions)
+    if findings:
+        record(session, "sensitive.ingest", kb_id=kb_id, document_id=document_id, version=version,
+               findings=dict(findings), actions=dict(actions))
 
 
 def _claim(ctx: IngestContext, *, document_id: int, version: int) -> int | None:

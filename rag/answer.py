@@ -4,19 +4,29 @@ Order: `sources`, then `reasoning` / `token` deltas, then one `citation` per cit
 `done` (or `error` when the model server fails). When no source is close enough to the question
 (best query–chunk cosine below `AnswerConfig.min_dense_score`), the model is not called at all and
 the answer is the plain refusal sentence.
+
+With a `Protection`, sensitive content is handled before anything reaches the model or the user:
+the question and every source are rewritten by the policy (the model cannot repeat what it never
+saw), and reasoning and answer deltas pass a `StreamGuard` that holds back a window so a value split
+across deltas is still caught. A BLOCK finding in the question or the output ends the answer with an
+`error` event of code `BLOCKED`. `done` lists what was masked, redacted or blocked, for the audit log.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from rag.citations import DEFAULT_MIN_SUPPORT, Citation, attribute_citations, parse_citations
 from rag.llm import ChatClient, LLMError, LLMUnavailable
 from rag.prompt import REFUSAL_EN, REFUSAL_ZH, Source, build_messages, refusal_text
+from rag.sensitive import ActionTaken, Protection, StreamGuard
+from rag.tokenize import has_cjk
 
 SNIPPET_CHARS = 300
+BLOCKED_ZH = "该回答涉及受保护的敏感内容，已按安全策略拦截。"
+BLOCKED_EN = "This answer was withheld: it involves content that the security policy blocks."
 EventType = Literal["sources", "reasoning", "token", "citation", "done", "error"]
 
 
@@ -78,6 +88,25 @@ def is_refusal(answer: str) -> bool:
     return REFUSAL_ZH.rstrip("。") in answer or REFUSAL_EN.rstrip(".").lower() in answer.lower()
 
 
+def blocked_text(question: str) -> str:
+    return BLOCKED_ZH if has_cjk(question) else BLOCKED_EN
+
+
+def _taken_payload(stage: str, taken: Sequence[ActionTaken]) -> list[dict]:
+    return [{"stage": stage, "kind": t.kind, "action": t.action.value, "category": t.category} for t in taken]
+
+
+def _protect_sources(sources: Sequence[Source], protection: Protection) -> tuple[list[Source], list[dict]]:
+    protected, taken = [], []
+    for source in sources:
+        # The file name and section titles are shown with every source: a listed term in a heading
+        # or a name would otherwise leak past the redacted text.
+        text, section, document = (protection.apply(field)[1] for field in (source.text, source.section, source.document))
+        protected.append(replace(source, text=text.text, section=section.text, document=document.text))
+        taken += _taken_payload("source", [*text.actions_taken, *section.actions_taken, *document.actions_taken])
+    return protected, taken
+
+
 def answer_stream(
     question: str,
     sources: Sequence[Source],
@@ -85,31 +114,69 @@ def answer_stream(
     chat: ChatClient,
     config: AnswerConfig,
     history: Sequence[dict] = (),
+    protection: Protection | None = None,
 ) -> Iterator[Event]:
+    taken: list[dict] = []
+    if protection is not None:
+        _, asked = protection.apply(question)
+        taken += _taken_payload("question", asked.actions_taken)
+        if asked.blocked:
+            yield Event("sources", {"sources": []})
+            yield Event("error", {"code": "BLOCKED", "message": blocked_text(question), "redactions": taken})
+            return
+        question_for_model = asked.text
+        sources, from_sources = _protect_sources(sources, protection)
+        taken += from_sources
+    else:
+        question_for_model = question
     yield Event("sources", {"sources": [source_payload(s) for s in sources]})
     if not has_evidence(sources, config.min_dense_score):
         text = refusal_text(question)
         yield Event("token", {"text": text})
-        yield Event("done", {"answer": text, "reasoning": "", "refused": True, "citations": []})
+        yield Event("done", {"answer": text, "reasoning": "", "refused": True, "citations": [],
+                             "redactions": taken})
         return
 
     answer: list[str] = []
     reasoning: list[str] = []
+    guards = {"reasoning": protection.stream_guard(), "token": protection.stream_guard()} if protection else {}
+
+    def released(kind: str, text: str, *, final: bool = False) -> str:
+        guard: StreamGuard | None = guards.get(kind)
+        if guard is None:
+            return text
+        return guard.flush() if final else guard.feed(text)
+
+    def blocked() -> bool:
+        return any(guard.blocked for guard in guards.values())
+
     try:
         for delta in chat.stream(
-            build_messages(question, sources, history=history),
+            build_messages(question_for_model, sources, history=history),
             max_tokens=config.max_tokens,
             temperature=config.temperature,
         ):
-            if delta.reasoning:
-                reasoning.append(delta.reasoning)
-                yield Event("reasoning", {"text": delta.reasoning})
-            if delta.content:
-                answer.append(delta.content)
-                yield Event("token", {"text": delta.content})
+            for kind, text, sink in (("reasoning", delta.reasoning, reasoning), ("token", delta.content, answer)):
+                shown = released(kind, text) if text else ""
+                if shown:
+                    sink.append(shown)
+                    yield Event(kind, {"text": shown})
+            if blocked():
+                break
+        for kind, sink in (("reasoning", reasoning), ("token", answer)):
+            shown = "" if blocked() else released(kind, "", final=True)
+            if shown:
+                sink.append(shown)
+                yield Event(kind, {"text": shown})
     except LLMError as exc:
         code = "LLM_UNAVAILABLE" if isinstance(exc, LLMUnavailable) else "LLM_FAILED"
         yield Event("error", {"code": code, "message": str(exc)})
+        return
+    for stage, guard in guards.items():
+        taken += _taken_payload("answer" if stage == "token" else stage, guard.actions_taken)
+    if blocked():
+        taken.append({"stage": "answer", "kind": None, "action": "block", "category": None})
+        yield Event("error", {"code": "BLOCKED", "message": blocked_text(question), "redactions": taken})
         return
 
     text = "".join(answer).strip()
@@ -126,5 +193,6 @@ def answer_stream(
             "reasoning": "".join(reasoning).strip(),
             "refused": refused,
             "citations": [citation_payload(c) for c in citations],
+            "redactions": taken,
         },
     )

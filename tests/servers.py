@@ -1,7 +1,9 @@
-"""Real processes the tests start: free ports, and our model server (`python -m model.server`)."""
+"""Real processes the tests start: free ports, our model server (`python -m model.server`), and reading
+the API's answer stream."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -55,3 +57,17 @@ def model_server(model_file: Path, log: Path, *args: str, timeout_s: float = 900
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def ask_events(client: httpx.Client, question: str, kb_ids: list[int]) -> list[tuple[str, dict]]:
+    """POST /api/ask and collect its Server-Sent Events as (type, data) pairs."""
+    events: list[tuple[str, dict]] = []
+    with client.stream("POST", "/api/ask", json={"question": question, "kb_ids": kb_ids}) as response:
+        response.raise_for_status()
+        event_type = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event_type = line[7:]
+            elif line.startswith("data: "):
+                events.append((event_type, json.loads(line[6:])))
+    return events

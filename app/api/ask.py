@@ -12,13 +12,13 @@ router = APIRouter(prefix="/api", tags=["ask"])
 
 
 @router.post("/ask")
-def ask(body: AskRequest, request: Request, session: SessionDep, _user: CurrentUser) -> StreamingResponse:
+def ask(body: AskRequest, request: Request, session: SessionDep, user: CurrentUser) -> StreamingResponse:
     for kb_id in body.kb_ids:
         get_kb(session, kb_id)
     answering = request.app.state.answering
 
     def events() -> Iterator[str]:
-        for event in answering.stream(body.question, body.kb_ids, top_k=body.top_k):
+        for event in answering.stream(body.question, body.kb_ids, top_k=body.top_k, user=user):
             yield f"event: {event.type}\ndata: {json.dumps(event.data, ensure_ascii=False)}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -11,7 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.models import Chunk, Document
+from app.models import Chunk, Document, User
+from app.services.audit import record
+from app.services.sensitive import answer_protection
 from app.settings import Settings
 from ingest.embed import Embedder, min_relevant_cosine
 from ingest.index import KBIndex
@@ -90,10 +92,25 @@ class Answering:
             )
         return sources
 
-    def stream(self, question: str, kb_ids: Sequence[int], *, top_k: int | None = None) -> Iterator[Event]:
+    def stream(self, question: str, kb_ids: Sequence[int], *, top_k: int | None = None,
+               user: User | None = None) -> Iterator[Event]:
+        """`user` None is a local operator (the CLI): the policies for no particular role apply."""
+        with session_scope(self.session_factory) as session:
+            protection = answer_protection(session, kb_ids, user.role if user else None)
         sources = self.find_sources(question, kb_ids, top_k=top_k or self.settings.top_k)
         config = AnswerConfig(
             max_tokens=self.settings.llm_max_tokens,
             min_dense_score=self.settings.refusal_min_cosine or min_relevant_cosine(self.settings.embedder),
         )
-        yield from answer_stream(question, sources, chat=self.chat, config=config)
+        for event in answer_stream(question, sources, chat=self.chat, config=config, protection=protection):
+            if event.type in ("done", "error") and event.data.get("redactions"):
+                self._audit_redactions(event, kb_ids, user)
+            yield event
+
+    def _audit_redactions(self, event: Event, kb_ids: Sequence[int], user: User | None) -> None:
+        redactions = event.data["redactions"]
+        blocked = event.type == "error"
+        with session_scope(self.session_factory) as session:
+            record(session, "sensitive.block" if blocked else "sensitive.redact",
+                   user=user,
+                   kb_ids=list(kb_ids), redactions=redactions)

@@ -19,6 +19,10 @@ from model.quant import pack_nibbles, quantize_int4, quantize_int8, unpack_nibbl
 # layers compute in bfloat16 whatever the runtime dtype and hand back the runtime dtype.
 KERNEL_DTYPE = torch.bfloat16
 _KERNEL_ROW_BLOCK = 64  # the int4 kernel packs output channels in blocks of 64
+# From this many input rows on, an int4 layer expands its weight and runs a bf16 GEMM instead of the
+# int4 kernel (break-even near 200 rows for 1536x8960 on the 2-core Xeon with AMX we measure on; the
+# effect on prefill is in docs/benchmarks.md, bench/model_cpu.py).
+DEQUANTIZE_FROM_ROWS = 192
 
 
 def _copy_checked(dst: torch.Tensor, src: torch.Tensor, what: str) -> None:
@@ -147,9 +151,34 @@ class Int4WeightOnlyLinear(_LoadableLinear):
         out = {"qweight": pack_nibbles(self.int4_values().to(torch.int32)), "scales_and_zeros": self.scales_and_zeros}
         return out | ({} if self.bias is None else {"bias": self.bias.data})
 
+    def dequantized_transposed(self) -> torch.Tensor:
+        """The weight as [in, out] in the kernel dtype: (q - 8) * scale + zero, per group.
+
+        Written straight from the kernel layout ([out/64, in, 32] bytes, see `int4_values`) into
+        [in, out/64, 64], so no pass permutes the expanded weight, and scaled in place.
+        """
+        num_blocks = self.out_features // _KERNEL_ROW_BLOCK
+        half = _KERNEL_ROW_BLOCK // 2
+        blocks = self.packed.reshape(num_blocks, self.in_features, half)
+        weight_t = torch.empty(self.in_features, num_blocks, _KERNEL_ROW_BLOCK, dtype=KERNEL_DTYPE)
+        as_blocks = weight_t.permute(1, 0, 2)
+        as_blocks[..., :half] = blocks & 0xF
+        as_blocks[..., half:] = blocks >> 4
+        groups = self.in_features // self.group_size
+        scales, zeros = self.scales_and_zeros.reshape(groups, num_blocks, _KERNEL_ROW_BLOCK, 2).unbind(-1)
+        by_group = weight_t.view(groups, self.group_size, num_blocks, _KERNEL_ROW_BLOCK)
+        by_group.mul_(scales[:, None]).add_((zeros - 8 * scales)[:, None])
+        return weight_t.view(self.in_features, self.out_features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features).to(KERNEL_DTYPE)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size, self.scales_and_zeros)
+        if x2.shape[0] >= DEQUANTIZE_FROM_ROWS:
+            # Prefill: the int4 kernel's cost grows with every row, while a weight expanded once per
+            # call lets a bf16 GEMM take all rows at matrix-unit speed. The expanded copy lives for
+            # this call only, so resident memory stays 4-bit.
+            y = torch.mm(x2, self.dequantized_transposed())
+        else:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size, self.scales_and_zeros)
         y = y.to(x.dtype)
         return self._add_bias(y.reshape(*x.shape[:-1], self.out_features))
 

@@ -4,12 +4,13 @@ PostgreSQL + Redis."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.servers import ask_events
 
 pytestmark = pytest.mark.e2e
 
@@ -32,15 +33,7 @@ BAD_FILES = ["pdf/encrypted-password.pdf", "pdf/scanned-mineru-small_ocr.pdf", "
 
 
 def ask(client: httpx.Client, question: str, kb_id: int) -> tuple[list[tuple[str, dict]], dict]:
-    events: list[tuple[str, dict]] = []
-    with client.stream("POST", "/api/ask", json={"question": question, "kb_ids": [kb_id]}) as response:
-        response.raise_for_status()
-        event_type = None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                event_type = line[7:]
-            elif line.startswith("data: "):
-                events.append((event_type, json.loads(line[6:])))
+    events = ask_events(client, question, [kb_id])
     done = [data for kind, data in events if kind == "done"]
     assert len(done) == 1, events
     return events, done[0]

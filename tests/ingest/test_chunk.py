@@ -163,6 +163,24 @@ def test_long_table_is_split_between_rows_repeating_the_header(count_tokens):
     assert drafts[-1].text == "以上参数均可在设置中修改。" and drafts[-1].pages == (6,)
 
 
+def test_a_table_header_wider_than_half_the_budget_is_not_repeated(count_tokens):
+    # The shape of evaldata's csv-with-long-lines.csv: 370 columns, 10 rows. Repeating its header in
+    # every piece once cut the file into tens of thousands of one-token chunks.
+    columns = [f"Unstim CD{i}TnaiveKi67STAT{i % 7}" for i in range(120)]
+    rows = [" | ".join(columns)] + [" | ".join(f"{r}.{c:03d}" for c in range(120)) for r in range(6)]
+    html = "<table>" + "".join(
+        "<tr>" + "".join(f"<td>{cell}</td>" for cell in row.split(" | ")) + "</tr>" for row in rows
+    ) + "</table>"
+    config = ChunkConfig(chunk_tokens=200, overlap_tokens=20)
+    drafts = chunk([Element("(flattened)", "Table", table_html=html)], config=config, count_tokens=count_tokens)
+
+    total_tokens = sum(count_tokens(row) for row in rows)
+    assert len(drafts) <= 2 * total_tokens // config.chunk_tokens + len(rows)
+    assert all(count_tokens(d.text) <= config.chunk_tokens for d in drafts)
+    # Every cell survives, in order (pieces are stripped, so compare without whitespace).
+    assert re.sub(r"\s", "", "".join(d.text for d in drafts)) == re.sub(r"\s", "", "".join(rows))
+
+
 def test_a_sentence_longer_than_the_budget_is_hard_split_as_a_last_resort(count_tokens):
     run_on = "，".join(f"第{i}项检查已经完成" for i in range(200)) + "。"
     drafts = chunk([Element(run_on, "NarrativeText")], config=ChunkConfig(chunk_tokens=64, overlap_tokens=8),
@@ -188,9 +206,16 @@ def test_invalid_config_is_refused():
         ChunkConfig(chunk_tokens=100, overlap_tokens=80)
 
 
+def test_a_document_of_only_titles_is_indexed_as_text(count_tokens):
+    # What the extractor makes of a three-line latin-1 text file (evaldata umlauts-non-utf8.md).
+    elements = [Element("## können", "Title"), Element("können", "Title"), Element("äöüß", "Title")]
+    drafts = chunk(elements, config=ChunkConfig(), count_tokens=count_tokens)
+    assert [d.text for d in drafts] == ["## können\nkönnen\näöüß"]
+
+
 def test_empty_input_gives_no_chunks(count_tokens):
     assert chunk([], config=ChunkConfig(), count_tokens=count_tokens) == []
-    assert chunk([Element("  ", "NarrativeText"), Element("标题", "Title")], config=ChunkConfig(),
+    assert chunk([Element("  ", "NarrativeText"), Element(" ", "Title")], config=ChunkConfig(),
                  count_tokens=count_tokens) == []
 
 

@@ -295,3 +295,12 @@ def test_one_reader_process_serves_many_files_and_is_replaced_after_a_timeout(ev
         assert reader._child.pid != first_pid
     finally:
         reader.close()
+
+
+def test_a_stored_copy_without_a_suffix_extracts_like_the_uploaded_file(docs, tmp_path):
+    # Blobs are stored by hash, without the name: the uploaded name's suffix tells Markdown from text.
+    original = docs / "md" / "zh-chatchat-distributed-training.md"
+    blob = tmp_path / "3f2a9c"
+    blob.write_bytes(original.read_bytes())
+    assert extract(blob, config=CONFIG, suffix=".md") == extract(original, config=CONFIG)
+    assert extract(blob, config=CONFIG) != extract(original, config=CONFIG)

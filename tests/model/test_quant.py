@@ -91,3 +91,17 @@ def test_int4_of_the_real_model_keeps_its_greedy_choices(models_dir):
     agreement = (got.argmax(-1) == want.argmax(-1)).float().mean().item()
     assert agreement >= 0.8
     assert relative_error(got, want) <= 0.25
+
+
+def test_int4_prefill_path_matches_the_int4_kernel():
+    # Long inputs run through an expanded bf16 weight instead of the int4 kernel: same weights, same result.
+    from model.layers.linear import DEQUANTIZE_FROM_ROWS, Int4WeightOnlyLinear
+
+    torch.manual_seed(0)
+    layer = Int4WeightOnlyLinear(256, 128, True, torch.bfloat16, group_size=64)
+    layer.load_tensor("weight", torch.randn(128, 256) * 0.05)
+    layer.load_tensor("bias", torch.randn(128))
+    x = torch.randn(DEQUANTIZE_FROM_ROWS, 256, dtype=torch.bfloat16)
+    long_path = layer(x)
+    kernel_rows = torch.cat([layer(x[i : i + 64]) for i in range(0, DEQUANTIZE_FROM_ROWS, 64)])
+    assert torch.allclose(long_path.float(), kernel_rows.float(), rtol=2e-2, atol=2e-2)

@@ -30,7 +30,8 @@ def test_refuses_without_calling_the_model_when_no_source_is_close():
     events = list(answer_stream("如何备份数据？", sources, chat=closed_port_client(),
                                 config=AnswerConfig(min_dense_score=0.3)))
     assert [e.type for e in events] == ["sources", "token", "done"]
-    assert events[-1].data == {"answer": REFUSAL_ZH, "reasoning": "", "refused": True, "citations": []}
+    assert events[-1].data == {"answer": REFUSAL_ZH, "reasoning": "", "refused": True, "citations": [],
+                              "redactions": []}
 
 
 def test_refuses_in_english_when_there_are_no_sources():
