@@ -47,8 +47,11 @@ with st.sidebar:
         del st.session_state["client"]
         st.rerun()
 
-navigation = st.navigation([
+pages = [
     st.Page(PAGES_DIR / "ask.py", title="提问 Ask", icon="💬", default=True),
     st.Page(PAGES_DIR / "documents.py", title="文档 Documents", icon="📄"),
-])
+]
+if client.user["role"] == "admin":  # the server refuses these calls to anyone else anyway
+    pages.append(st.Page(PAGES_DIR / "sensitive.py", title="敏感内容 Sensitive", icon="🛡️"))
+navigation = st.navigation(pages)
 navigation.run()

@@ -56,6 +56,29 @@ class ZhikuClient:
     def get_job(self, job_id: int) -> dict:
         return self._call("GET", f"/api/jobs/{job_id}")
 
+    def sensitive_terms(self, offset: int = 0, limit: int = 100) -> dict:
+        return self._call("GET", "/api/admin/sensitive/terms", params={"offset": offset, "limit": limit})
+
+    def import_sensitive_terms(self, filename: str, content: bytes, category: str, severity: str) -> dict:
+        return self._call("POST", "/api/admin/sensitive/terms/import", files={"file": (filename, content)},
+                          data={"category": category, "severity": severity})
+
+    def delete_sensitive_term(self, term_id: int) -> None:
+        self._call("DELETE", f"/api/admin/sensitive/terms/{term_id}")
+
+    def sensitive_policies(self) -> dict:
+        return self._call("GET", "/api/admin/sensitive/policies")
+
+    def set_sensitive_policy(self, policy: dict) -> dict:
+        return self._call("PUT", "/api/admin/sensitive/policies", json=policy)
+
+    def test_sensitive(self, text: str, *, stage: str, kb_id: int | None, role: str | None) -> dict:
+        return self._call("POST", "/api/admin/sensitive/test",
+                          json={"text": text, "stage": stage, "kb_id": kb_id, "role": role})
+
+    def sensitive_documents(self, kb_id: int) -> list[dict]:
+        return self._call("GET", f"/api/admin/sensitive/kbs/{kb_id}/documents")
+
     def ask(self, question: str, kb_ids: Sequence[int], top_k: int | None = None) -> Iterator[tuple[str, dict]]:
         """Server-Sent Events as (event type, data) pairs, as they arrive."""
         body = {"question": question, "kb_ids": list(kb_ids), "top_k": top_k}

@@ -101,3 +101,29 @@ def test_documents_page_lists_states_and_errors() -> None:
     text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
     assert "运维指南.md" in text and "已索引" in text
     assert "no text layer" in text
+
+
+class SensitiveStandIn(StandInClient):
+    def sensitive_policies(self) -> dict:
+        return {"builtin": {"answer": {"CN_ID": "mask"}, "ingest": {"API_KEY": "redact"}}, "policies": []}
+
+    def sensitive_terms(self, offset: int = 0, limit: int = 100) -> dict:
+        return {"total": 1, "terms": [{"id": 7, "term": "星辰计划", "category": "project", "severity": "high"}]}
+
+    def sensitive_documents(self, kb_id: int) -> list[dict]:
+        return [{"document_id": 1, "document": "hr.docx", "findings": {"CN_ID": 3}, "redacted_chunks": 0}]
+
+    def test_sensitive(self, text: str, *, stage: str, kb_id: int | None, role: str | None) -> dict:
+        self.tested = (text, stage, kb_id, role)
+        return {"findings": [{"kind": "CN_ID", "start": 3, "end": 21, "text": text[3:21], "confidence": 1.0,
+                              "category": None}], "result": "身份证**************002X", "blocked": False}
+
+
+def test_sensitive_test_box_shows_the_policy_result() -> None:
+    client = SensitiveStandIn()
+    at = app_with(client).run()
+    at.switch_page(str(Path(APP).parent / "pages" / "sensitive.py")).run()
+    at.text_area(key="sens_test_text").input("身份证11010519491231002X").run()
+    at.button(key="sens_test_button").click().run()
+    assert client.tested == ("身份证11010519491231002X", "answer", None, None)
+    assert any(code.value == "身份证**************002X" for code in at.code)
