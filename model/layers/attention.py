@@ -17,14 +17,16 @@ from model.layers.rope import apply_rope
 from model.runtime import Runtime
 
 
-def causal_slot_mask(positions: torch.Tensor) -> torch.Tensor | None:
+def causal_slot_mask(positions: torch.Tensor, num_keys: int | None = None) -> torch.Tensor | None:
     """Bool [B, 1, T, L] (True = may attend) over cache positions 0..L-1, L = last position + 1.
 
     None when every query may see every cached position (a single decode row), the fast path.
+    A given num_keys fixes L, and the mask is then always built on the device (no host sync).
     """
-    num_keys = int(positions.max()) + 1
-    if positions.shape == (1, 1):
-        return None
+    if num_keys is None:
+        num_keys = int(positions.max()) + 1
+        if positions.shape == (1, 1):
+            return None
     key_positions = torch.arange(num_keys, device=positions.device)
     return (key_positions[None, None, :] <= positions[:, :, None])[:, None]
 

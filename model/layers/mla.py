@@ -45,8 +45,9 @@ def _yarn_mscale(factor: float, mscale: float = 1.0) -> float:
 def rope_parameters(config: DeepseekConfig) -> tuple[torch.Tensor, float, float]:
     """(inv_freq [d_rope // 2] float32, cos/sin attention factor, softmax scale) for the rope part."""
     dim, base = config.qk_rope_head_dim, config.rope_theta
-    # float32 exponent, as transformers computes it, so the angles match bit for bit.
-    pos_freqs = base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    # float32 exponent, as transformers computes it, so the angles match bit for bit. On the CPU
+    # whatever the default device, so a model built on the meta device still gets real tables.
+    pos_freqs = base ** (torch.arange(0, dim, 2, dtype=torch.float32, device="cpu") / dim)
     softmax_scale = config.qk_head_dim ** -0.5
     if config.rope_type == "default":
         return 1.0 / pos_freqs, 1.0, softmax_scale
@@ -62,7 +63,7 @@ def rope_parameters(config: DeepseekConfig) -> tuple[torch.Tensor, float, float]
     low, high = _yarn_correction_range(scaling, dim, base)
     if low == high:
         high += 0.001  # a one-point ramp would divide by zero
-    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32, device="cpu") - low) / (high - low)).clamp(0, 1)
     extrapolation_weight = 1 - ramp  # high frequencies keep their trained values, low ones are interpolated
     inv_freq = ((1.0 / (factor * pos_freqs)) * (1 - extrapolation_weight)
                 + (1.0 / pos_freqs) * extrapolation_weight)
@@ -138,8 +139,11 @@ class MultiHeadLatentAttention(nn.Module):
                                                            device=runtime.device), persistent=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor,
-                slots: torch.Tensor, mask: torch.Tensor | None, softmax_scale: float) -> torch.Tensor:
-        """x [B, T, D]; mask bool [B, 1, T, L] or None (all visible) -> [B, T, D]."""
+                slots: torch.Tensor, mask: torch.Tensor | None, softmax_scale: float,
+                num_keys: int | None = None) -> torch.Tensor:
+        """x [B, T, D]; mask bool [B, 1, T, L] or None (all visible) -> [B, T, D].
+
+        num_keys: a fixed L, read without a host sync (see DeepseekV3ForCausalLM.forward)."""
         batch, num_tokens, _ = x.shape
         q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x))) if self.has_q_lora else self.q_proj(x)
         q = q.view(batch, num_tokens, self.num_heads, self.d_nope + self.d_rope)
@@ -150,8 +154,10 @@ class MultiHeadLatentAttention(nn.Module):
         self.rope_key_cache[slots[:, None], positions] = apply_rope(k_pe[:, :, None], cos, sin,
                                                                     self.is_interleaved)[:, :, 0]
 
-        num_keys = int(positions.max()) + 1
-        if batch == 1:  # a view, no gather copy
+        dynamic = num_keys is None
+        if dynamic:
+            num_keys = int(positions.max()) + 1
+        if dynamic and batch == 1:  # a view, no gather copy (it reads the slot number on the host)
             c_kv_all = self.latent_cache[int(slots[0]), None, :num_keys]
             k_pe_all = self.rope_key_cache[int(slots[0]), None, :num_keys]
         else:

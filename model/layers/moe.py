@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config.deepseek import DeepseekConfig
+from model.kernels.expert_gemv import GEMV_MAX_PAIRS, expert_gemv
 from model.layers.linear import Linear
 from model.runtime import Runtime
 
@@ -55,8 +56,8 @@ class Gate(nn.Module):
         """x [N, D] -> (weights [N, k] float32, expert ids [N, k])."""
         logits = F.linear(x.float(), self.weight.float())
         scores = logits.softmax(dim=-1) if self.scoring_func == "softmax" else logits.sigmoid()
-        if self.topk_method == "greedy":
-            choice = scores
+        if self.topk_method == "greedy" or self.topk_group == self.num_groups:  # no group is dropped
+            choice = scores if self.topk_method != "noaux_tc" else scores + self.e_score_correction_bias
         elif self.topk_method == "group_limited_greedy":
             group_rank = scores.unflatten(-1, (self.num_groups, -1)).amax(dim=-1)
             choice = self._keep_best_groups(scores, group_rank, 0.0)
@@ -91,53 +92,122 @@ class Gate(nn.Module):
 
 
 class RoutedExperts(nn.Module):
-    """All routed experts' weights stacked: gate/up [E, I, D], down [E, D, I]."""
+    """All routed experts' weights stacked as transformers 5 holds them: gate_up [E, 2I, D] (gate rows
+    first), down [E, D, I]. One fused gate/up tensor lets one grouped GEMM serve both projections."""
 
     def __init__(self, config: DeepseekConfig, runtime: Runtime) -> None:
         super().__init__()
         num_experts, dim, hidden = config.n_routed_experts, config.hidden_size, config.moe_intermediate_size
-        shapes = {"gate_proj": (hidden, dim), "up_proj": (hidden, dim), "down_proj": (dim, hidden)}
-        for projection, shape in shapes.items():
-            stacked = torch.empty(num_experts, *shape, dtype=runtime.dtype, device=runtime.device)
-            self.register_parameter(projection, nn.Parameter(stacked, requires_grad=False))
+        self.hidden = hidden
+        for name, shape in {"gate_up_proj": (2 * hidden, dim), "down_proj": (dim, hidden)}.items():
+            stacked = torch.empty(num_experts, *shape, dtype=runtime.dtype)  # on the default device, as Linear
+            self.register_parameter(name, nn.Parameter(stacked, requires_grad=False))
+        # On the CPU a loop over the hit experts is fastest (measured); elsewhere GEMVs (few pairs)
+        # or a grouped GEMM run without host syncs, which CUDA graphs need.
+        self.sync_free = runtime.device != "cpu"
+        # Expert parallel (model/parallel.py): this module holds experts first_expert.. only.
+        self.first_expert = 0
+
+    @property
+    def num_experts(self) -> int:
+        return self.down_proj.shape[0]
+
+    def _slot(self, expert: int, projection: str) -> torch.Tensor:
+        if projection not in EXPERT_PROJECTIONS or not 0 <= expert < self.num_experts:
+            raise KeyError(f"no routed expert tensor {expert}.{projection}")
+        if projection == "down_proj":
+            return self.down_proj.data[expert]
+        gate, up = self.gate_up_proj.data[expert].split(self.hidden)
+        return gate if projection == "gate_proj" else up
 
     def load_expert(self, expert: int, projection: str, tensor: torch.Tensor) -> None:
-        stacked = getattr(self, projection)
-        if projection not in EXPERT_PROJECTIONS or not 0 <= expert < stacked.shape[0]:
-            raise KeyError(f"no routed expert tensor {expert}.{projection}")
-        if tensor.shape != stacked.shape[1:]:
-            raise ValueError(f"expert {expert}.{projection}: shape {tuple(tensor.shape)} "
-                             f"!= {tuple(stacked.shape[1:])}")
-        stacked.data[expert].copy_(tensor)
+        slot = self._slot(expert, projection)
+        if tensor.shape != slot.shape:
+            raise ValueError(f"expert {expert}.{projection}: shape {tuple(tensor.shape)} != {tuple(slot.shape)}")
+        slot.copy_(tensor)
 
     def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         """Per-expert tensors under the checkpoints' own names ("{expert}.{projection}.weight")."""
-        return {f"{expert}.{projection}.weight": getattr(self, projection).data[expert]
-                for projection in EXPERT_PROJECTIONS for expert in range(self.gate_proj.shape[0])}
+        return {f"{expert}.{projection}.weight": self._slot(expert, projection)
+                for projection in EXPERT_PROJECTIONS for expert in range(self.num_experts)}
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, expert_ids: torch.Tensor) -> torch.Tensor:
-        """x [N, D], weights / expert_ids [N, k] -> sum_k weights * expert_k(x) [N, D].
+        """x [N, D], weights / expert_ids [N, k] -> sum_k weights * expert_k(x) [N, D]."""
+        if not self.sync_free:
+            run = looped_experts
+        else:  # the pair count is fixed per captured batch size, so this choice is too
+            run = gemv_experts if expert_ids.numel() <= GEMV_MAX_PAIRS else grouped_experts
+        return run(x, weights, expert_ids, self.gate_up_proj, self.down_proj, self.first_expert)
 
-        The (token, expert) pairs are sorted by expert and each expert that got any runs once on
-        its rows, reading its weights in place (a batched gather of per-pair weights would copy
-        them first). Outputs are put back in pair order and summed per token: torch's CPU
-        index_add_ (scatter_add_) took 76 ms per call at V2-Lite sizes, 20x the matmuls.
-        """
-        num_tokens, top_k = expert_ids.shape
-        flat_ids = expert_ids.flatten()
-        order = flat_ids.argsort(stable=True)
-        counts = torch.bincount(flat_ids, minlength=self.gate_proj.shape[0])
-        hit_experts = counts.nonzero().flatten()
-        # Pairs of hit_experts[i] (ascending, as the sort is) sit at bounds[i]:bounds[i + 1] of `order`.
-        bounds = torch.cat([counts.new_zeros(1), counts[hit_experts].cumsum(0)]).tolist()
-        sorted_out = torch.empty(flat_ids.numel(), x.shape[-1], dtype=x.dtype, device=x.device)
-        for expert, start, stop in zip(hit_experts.tolist(), bounds[:-1], bounds[1:], strict=True):
-            rows = x[order[start:stop] // top_k]
-            hidden = F.silu(F.linear(rows, self.gate_proj[expert])) * F.linear(rows, self.up_proj[expert])
-            sorted_out[start:stop] = F.linear(hidden, self.down_proj[expert])
-        pair_out = torch.empty_like(sorted_out)
-        pair_out[order] = sorted_out
-        return (pair_out.view(num_tokens, top_k, -1) * weights[..., None]).sum(dim=1).to(x.dtype)
+
+def _pairs_by_expert(expert_ids: torch.Tensor, first_expert: int,
+                     num_experts: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(order, counts, is_ours): the (token, k) pairs' flat indices sorted by expert, the
+    pairs per expert of ours, and which pairs go to ours. Pairs routed to another rank's experts
+    sort last and are not counted, so no GEMM reaches them.
+
+    scatter_add_ rather than bincount, which syncs with the host on CUDA to size its output.
+    """
+    local_ids = expert_ids.flatten() - first_expert
+    is_ours = (local_ids >= 0) & (local_ids < num_experts)
+    local_ids = torch.where(is_ours, local_ids, num_experts)
+    counts = torch.zeros(num_experts + 1, dtype=torch.int64, device=local_ids.device)
+    counts.scatter_add_(0, local_ids, torch.ones_like(local_ids))
+    # Any order within an expert will do (outputs go back by index), and an unstable sort of a few
+    # hundred keys is one small kernel on CUDA where the stable one is a radix sort of several.
+    return local_ids.sort().indices, counts[:num_experts], is_ours
+
+
+def _combine(sorted_out: torch.Tensor, order: torch.Tensor, is_ours: torch.Tensor,
+             weights: torch.Tensor) -> torch.Tensor:
+    """Puts expert outputs back in pair order and sums each token's k of them with the router weights;
+    pairs of other ranks' experts (rows no GEMM wrote) count as zero.
+    (torch's CPU index_add_ took 76 ms per call at V2-Lite sizes, 20x the matmuls.)"""
+    pair_out = torch.empty_like(sorted_out)
+    pair_out[order] = sorted_out
+    pair_out = pair_out.masked_fill(~is_ours[:, None], 0)
+    num_tokens, top_k = weights.shape
+    return (pair_out.view(num_tokens, top_k, -1) * weights[..., None]).sum(dim=1).to(sorted_out.dtype)
+
+
+def looped_experts(x: torch.Tensor, weights: torch.Tensor, expert_ids: torch.Tensor, gate_up: torch.Tensor,
+                   down: torch.Tensor, first_expert: int = 0) -> torch.Tensor:
+    """Each expert that got any pair runs once on its rows, reading its weights in place (a batched
+    gather of per-pair weights would copy them first). Syncs with the host once per layer."""
+    top_k = expert_ids.shape[1]
+    order, counts, is_ours = _pairs_by_expert(expert_ids, first_expert, gate_up.shape[0])
+    hit_experts = counts.nonzero().flatten()
+    # Pairs of hit_experts[i] (ascending, as the sort is) sit at bounds[i]:bounds[i + 1] of `order`.
+    bounds = torch.cat([counts.new_zeros(1), counts[hit_experts].cumsum(0)]).tolist()
+    sorted_out = torch.empty(order.numel(), x.shape[-1], dtype=x.dtype, device=x.device)
+    for expert, start, stop in zip(hit_experts.tolist(), bounds[:-1], bounds[1:], strict=True):
+        gate, up = F.linear(x[order[start:stop] // top_k], gate_up[expert]).chunk(2, dim=-1)
+        sorted_out[start:stop] = F.linear(F.silu(gate) * up, down[expert])
+    return _combine(sorted_out, order, is_ours, weights)
+
+
+def grouped_experts(x: torch.Tensor, weights: torch.Tensor, expert_ids: torch.Tensor, gate_up: torch.Tensor,
+                    down: torch.Tensor, first_expert: int = 0) -> torch.Tensor:
+    """The same sum as `looped_experts` in two grouped GEMMs (rows sorted by expert, group ends in
+    `offs`): every hit expert's weights are read once, empty groups cost nothing, no host sync."""
+    top_k = expert_ids.shape[1]
+    order, counts, is_ours = _pairs_by_expert(expert_ids, first_expert, gate_up.shape[0])
+    offs = counts.cumsum(0).to(torch.int32)
+    rows = x[order // top_k]
+    gate, up = torch._grouped_mm(rows, gate_up.transpose(1, 2), offs=offs).chunk(2, dim=-1)
+    sorted_out = torch._grouped_mm(F.silu(gate) * up, down.transpose(1, 2), offs=offs)
+    return _combine(sorted_out, order, is_ours, weights)
+
+
+def gemv_experts(x: torch.Tensor, weights: torch.Tensor, expert_ids: torch.Tensor, gate_up: torch.Tensor,
+                 down: torch.Tensor, first_expert: int = 0) -> torch.Tensor:
+    """The same sum for a few pairs, each pair's expert read by a GEMV (model/kernels/expert_gemv.py);
+    pairs stay in token order, so nothing is sorted or scattered."""
+    num_tokens, top_k = expert_ids.shape
+    flat_ids = expert_ids.flatten()
+    gate, up = expert_gemv(x.repeat_interleave(top_k, dim=0), gate_up, flat_ids, first_expert).chunk(2, dim=-1)
+    pair_out = expert_gemv(F.silu(gate) * up, down, flat_ids, first_expert)  # other ranks' pairs: zero rows
+    return (pair_out.view(num_tokens, top_k, -1) * weights[..., None]).sum(dim=1).to(x.dtype)
 
 
 class MoE(nn.Module):

@@ -36,8 +36,9 @@ class DecoderLayer(nn.Module):
         self.mlp = (MoE(config, runtime) if config.is_moe_layer(layer_index) else
                     FeedForward(config.hidden_size, config.intermediate_size, config.mlp_bias, runtime.dtype))
 
-    def forward(self, x, cos, sin, positions, slots, mask, softmax_scale) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, positions, slots, mask, softmax_scale)
+    def forward(self, x, cos, sin, positions, slots, mask, softmax_scale, num_keys=None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, positions, slots, mask, softmax_scale,
+                               num_keys)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -63,16 +64,26 @@ class DeepseekV3ForCausalLM(nn.Module):
         inv_freq, self.rope_attention_factor, self.softmax_scale = rope_parameters(config)
         self.register_buffer("inv_freq", inv_freq.to(runtime.device), persistent=False)
 
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        """tokens, positions [B, T]; slots [B] -> logits [B, T, vocab] (float32)."""
-        if int(positions.max()) >= self.runtime.max_seq_len:
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor, *,
+                num_keys: int | None = None, last_only: bool = False) -> torch.Tensor:
+        """tokens, positions [B, T]; slots [B] -> logits [B, T, vocab] (float32).
+
+        num_keys: attend over that many cache positions of each slot (masked past each row's own
+        position) instead of up to the batch's last position, which the host would have to read from
+        the device. Fixed shapes and no host sync: what a captured CUDA graph replays.
+        """
+        device = self.inv_freq.device
+        tokens, positions, slots = tokens.to(device), positions.to(device), slots.to(device)
+        if num_keys is None and int(positions.max()) >= self.runtime.max_seq_len:
             raise ValueError(f"position {int(positions.max())} is past max_seq_len "
                              f"{self.runtime.max_seq_len}")
         cos, sin = rope_cos_sin(positions, self.inv_freq, self.rope_attention_factor, self.runtime.dtype)
-        mask = causal_slot_mask(positions)
+        mask = causal_slot_mask(positions, num_keys)
         x = self.model.embed_tokens(tokens)
         for layer in self.model.layers:
-            x = layer(x, cos, sin, positions, slots, mask, self.softmax_scale)
+            x = layer(x, cos, sin, positions, slots, mask, self.softmax_scale, num_keys)
+        if last_only:  # [B, 1, vocab]: generation needs no LM head over the rest of the prompt
+            x = x[:, -1:]
         return self.lm_head(self.model.norm(x)).float()
 
     def reset_cache(self) -> None:
@@ -111,7 +122,7 @@ class DeepseekV3ForCausalLM(nn.Module):
         missing = [f"{name}.{t}" for name, module in modules.items()
                    for t in _missing_tensors(module, loaded[name])]
         missing += [f"{name}.{e}.{p}.weight" for name, module in experts.items()
-                    for e in range(module.gate_proj.shape[0]) for p in EXPERT_PROJECTIONS
+                    for e in range(module.num_experts) for p in EXPERT_PROJECTIONS
                     if f"{e}.{p}" not in loaded[name]]
         if missing:
             raise KeyError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[:5]}")

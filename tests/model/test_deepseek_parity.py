@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 import transformers
 
 from model.config.deepseek import DeepseekConfig
@@ -95,6 +96,54 @@ def test_single_row_decode_and_chunked_prefill_match_transformers(checkpoint):
         decoded = [ours(row[None, p:p + 1], torch.tensor([[p]]), slot)[0, 0] for p in range(14, 20)]
     assert relative_error(torch.cat([first, second]), want[:14]) <= TOLERANCE
     assert relative_error(torch.stack(decoded), want[14:]) <= TOLERANCE
+
+
+def test_sync_free_decode_path_matches_transformers(checkpoint):
+    """What a CUDA graph replays, run on the CPU: GEMV experts (decode, few pairs) and grouped-GEMM
+    experts (the longer prefill), attention over a fixed number of cache positions (masked per row),
+    rows at different positions in slots not 0..B-1."""
+    reference, folder = checkpoint
+    ours, _, _ = load_model(folder, dtype="float32", max_batch_size=3, max_seq_len=64)
+    for module in ours.modules():
+        if hasattr(module, "sync_free"):
+            module.sync_free = True
+    generator = torch.Generator().manual_seed(3)
+    prompt_lengths = [5, 9]
+    rows = [torch.randint(0, VOCAB, (n + DECODE_STEPS,), generator=generator) for n in prompt_lengths]
+    slots = torch.tensor([1, 2])
+    with torch.no_grad():
+        expected = [reference(row[None]).logits[0] for row in rows]
+        for row, n, slot in zip(rows, prompt_lengths, slots):
+            ours(row[None, :n], torch.arange(n)[None], slot[None], num_keys=64)
+        for step in range(DECODE_STEPS):
+            positions = torch.tensor([[n + step] for n in prompt_lengths])
+            tokens = torch.stack([row[n + step] for row, n in zip(rows, prompt_lengths)])[:, None]
+            got = ours(tokens, positions, slots, num_keys=64)
+            for b, n in enumerate(prompt_lengths):
+                assert relative_error(got[b, 0], expected[b][n + step]) <= TOLERANCE, f"step {step} row {b}"
+
+
+@pytest.mark.parametrize("path", ["grouped_experts", "gemv_experts"])
+def test_sync_free_experts_equal_the_per_expert_loop(path):
+    from model.layers import moe
+    from model.layers.moe import looped_experts
+
+    generator = torch.Generator().manual_seed(4)
+    num_experts, dim, hidden, tokens, top_k = 8, 24, 16, 11, 3
+    gate_up = torch.randn(num_experts, 2 * hidden, dim, generator=generator)
+    down = torch.randn(num_experts, dim, hidden, generator=generator)
+    x = torch.randn(tokens, dim, generator=generator)
+    # Experts 0 and 5 get no token: empty groups must contribute nothing and shift nothing.
+    expert_ids = torch.stack([torch.randperm(6, generator=generator)[:top_k] + 1 for _ in range(tokens)])
+    expert_ids[expert_ids == 5] = 7
+    weights = torch.rand(tokens, top_k, generator=generator)
+    want = looped_experts(x, weights, expert_ids, gate_up, down)
+    got = getattr(moe, path)(x, weights, expert_ids, gate_up, down)
+    assert relative_error(got, want) <= 1e-5
+    slow = sum(weights[:, k, None] * torch.stack([
+        F.linear(F.silu(F.linear(x[t], gate_up[e, :hidden])) * F.linear(x[t], gate_up[e, hidden:]), down[e])
+        for t, e in enumerate(expert_ids[:, k].tolist())]) for k in range(top_k))
+    assert relative_error(got, slow) <= 1e-5
 
 
 def test_config_maps_routing_and_rope_fields(checkpoint):
