@@ -81,10 +81,6 @@ def ours_sharing(reference: nn.Module, device: str, max_batch_size: int) -> nn.M
     with torch.device("meta"):  # weights come from the reference; caches are made on runtime.device
         ours = DeepseekV3ForCausalLM(DeepseekConfig.from_hf(reference.config.to_dict()), runtime)
     share_weights(reference, ours)
-    if dtype != torch.bfloat16:  # CUDA's grouped GEMM takes bfloat16 only
-        for module in ours.modules():
-            if hasattr(module, "sync_free"):
-                module.sync_free = False
     return ours.eval()
 
 

@@ -102,9 +102,10 @@ class RoutedExperts(nn.Module):
         for name, shape in {"gate_up_proj": (2 * hidden, dim), "down_proj": (dim, hidden)}.items():
             stacked = torch.empty(num_experts, *shape, dtype=runtime.dtype)  # on the default device, as Linear
             self.register_parameter(name, nn.Parameter(stacked, requires_grad=False))
-        # On the CPU a loop over the hit experts is fastest (measured); elsewhere GEMVs (few pairs)
-        # or a grouped GEMM run without host syncs, which CUDA graphs need.
-        self.sync_free = runtime.device != "cpu"
+        # On the CPU a loop over the hit experts is fastest (measured); on a GPU in bfloat16, GEMVs
+        # (few pairs) or a grouped GEMM run without host syncs, which CUDA graphs need. (CUDA's
+        # grouped GEMM takes bfloat16 only; float32 on a GPU is for parity checks and loops.)
+        self.sync_free = runtime.device != "cpu" and runtime.dtype == torch.bfloat16
         # Expert parallel (model/parallel.py): this module holds experts first_expert.. only.
         self.first_expert = 0
 
