@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.api import ask, auth, documents, health, kbs, sensitive
+from app.api import ask, audit, auth, documents, feedback, health, kbs, sensitive, users
 from app.db import make_engine, make_session_factory
 from app.errors import install_error_handler
 from app.services.answering import Answering
@@ -20,6 +20,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.enqueue = make_enqueue(create_celery(settings))
     app.state.answering = Answering(settings=settings, session_factory=session_factory)
     install_error_handler(app)
-    for router in (health.router, auth.router, kbs.router, documents.router, ask.router, sensitive.router):
+    for router in (health.router, auth.router, kbs.router, documents.router, ask.router, feedback.router,
+                   users.router, audit.router, sensitive.router):
         app.include_router(router)
     return app

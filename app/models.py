@@ -1,5 +1,6 @@
-"""SQLAlchemy 2.0 typed tables: users and tokens, knowledge bases, documents, chunks, ingestion jobs,
-sensitive-content terms and policies, and the audit log."""
+"""SQLAlchemy 2.0 typed tables: users, groups and tokens, knowledge bases and documents with their
+ACLs, chunks, ingestion jobs, sensitive-content terms and policies, the audit log, answer feedback and
+failed-login counters."""
 
 from __future__ import annotations
 
@@ -93,6 +94,20 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(lazy="joined")
 
 
+class Group(Base):
+    __tablename__ = "groups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True,
+                                         index=True)
+
+
 class KnowledgeBase(Base):
     __tablename__ = "knowledge_bases"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -116,6 +131,23 @@ class Document(Base):
     num_chunks: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class KnowledgeBaseAcl(Base):
+    """One principal that may read a knowledge base: `user:<name>`, `group:<name>` or `public`.
+    Principals are names, not ids, so an ACL can name a group or an OIDC/LDAP user before they exist."""
+
+    __tablename__ = "kb_acl"
+    kb_id: Mapped[int] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
+
+
+class DocumentAcl(Base):
+    """A document with at least one row here has its own ACL; without rows it inherits its KB's."""
+
+    __tablename__ = "document_acl"
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
 
 
 class Chunk(Base):
@@ -210,3 +242,31 @@ class AuditEvent(Base):
     kb_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     document_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Feedback(Base):
+    """Thumbs up/down on one answer. The question and answer are copied in: the audit log may hold
+    only the question's hash, and the admin reading feedback needs the words."""
+
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # no FK: outlives users
+    username: Mapped[str] = mapped_column(String(128))
+    question_event_id: Mapped[int] = mapped_column(Integer, index=True)  # the `ask` audit event answered
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    cited_chunk_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    is_positive: Mapped[bool] = mapped_column(Boolean)
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class LoginFailures(Base):
+    """Consecutive failed logins for one key (`user:<name>` or `addr:<client address>`). In SQL, not
+    in process memory, so every API process and a restart see the same count."""
+
+    __tablename__ = "login_failures"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    num_failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -27,6 +27,72 @@ class LoginResponse(BaseModel):
 class KnowledgeBaseCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
+    readers: list[str] = Field(default_factory=lambda: ["public"])  # the KB's ACL
+
+
+class AclUpdate(BaseModel):
+    # Principals: "public", "user:<name>", "group:<name>". For a document, [] means: inherit the KB's.
+    readers: list[str] = Field(max_length=1000)
+
+
+class AclPublic(BaseModel):
+    readers: list[str]
+    inherited: bool = False  # a document without its own ACL: `readers` are its knowledge base's
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=1, max_length=128, pattern=r"^[^:\s]+$")
+    password: str = Field(min_length=8, max_length=1024)
+    role: str = Field(default="employee", pattern="^(admin|editor|employee)$")
+
+
+class UserAdminPublic(BaseModel):
+    id: int
+    username: str
+    role: str
+    groups: list[str]
+
+
+class GroupCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+
+
+class GroupPublic(BaseModel):
+    id: int
+    name: str
+    members: list[str]
+
+
+class FeedbackCreate(BaseModel):
+    question_id: int  # from the `done` event of /api/ask
+    is_positive: bool
+    question: str = Field(max_length=4000)
+    answer: str = Field(max_length=100_000)
+    comment: str = Field(default="", max_length=4000)
+
+
+class FeedbackPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: datetime
+    username: str
+    question_event_id: int
+    question: str
+    answer: str
+    cited_chunk_ids: list[int]
+    is_positive: bool
+    comment: str
+
+
+class AuditEventPublic(BaseModel):
+    id: int
+    at: datetime
+    user_id: int | None
+    username: str | None
+    action: str
+    kb_id: int | None
+    document_id: int | None
+    detail: dict
 
 
 class KnowledgeBasePublic(BaseModel):
@@ -50,6 +116,18 @@ class DocumentPublic(BaseModel):
     job_id: int | None
     created_at: datetime
     updated_at: datetime
+
+
+class ChunkPreview(BaseModel):
+    ordinal: int
+    text: str
+    pages: list[int]
+    section: str
+
+
+class DocumentPreview(BaseModel):
+    document: DocumentPublic
+    chunks: list[ChunkPreview]
 
 
 class JobPublic(BaseModel):

@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     admin_username: str = "admin"
     admin_password: str = ""  # only used to create the first admin; empty: generate and print one
     token_ttl_s: int = 12 * 3600
+    # Brute force: after this many consecutive failures a username (or a client address, which many
+    # users may share behind one NAT, hence the higher limit) is locked for login_lockout_s, doubled
+    # with every further failure up to login_max_lockout_s. A success clears the username's count.
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 20
+    login_lockout_s: float = 60.0
+    login_max_lockout_s: float = 3600.0
+    # "text": the audit log keeps each question as asked; "sha256": only its hash (privacy policy).
+    audit_question: Literal["text", "sha256"] = "text"
     sample_docs: bool = True  # ingest Zhiku's own docs as a sample KB on first start
 
     log_level: str = "INFO"

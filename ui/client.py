@@ -53,6 +53,19 @@ class ZhikuClient:
     def reindex(self, document_id: int) -> dict:
         return self._call("POST", f"/api/documents/{document_id}/reindex")
 
+    def kb_acl(self, kb_id: int) -> dict:
+        return self._call("GET", f"/api/kbs/{kb_id}/acl")
+
+    def set_kb_acl(self, kb_id: int, readers: Sequence[str]) -> dict:
+        return self._call("PUT", f"/api/kbs/{kb_id}/acl", json={"readers": list(readers)})
+
+    def document_acl(self, document_id: int) -> dict:
+        return self._call("GET", f"/api/documents/{document_id}/acl")
+
+    def set_document_acl(self, document_id: int, readers: Sequence[str]) -> dict:
+        """`readers` empty: the document inherits its knowledge base's ACL again."""
+        return self._call("PUT", f"/api/documents/{document_id}/acl", json={"readers": list(readers)})
+
     def get_job(self, job_id: int) -> dict:
         return self._call("GET", f"/api/jobs/{job_id}")
 
@@ -79,6 +92,29 @@ class ZhikuClient:
     def sensitive_documents(self, kb_id: int) -> list[dict]:
         return self._call("GET", f"/api/admin/sensitive/kbs/{kb_id}/documents")
 
+    def submit_feedback(self, question_id: int, *, is_positive: bool, question: str, answer: str,
+                        comment: str = "") -> dict:
+        return self._call("POST", "/api/feedback", json={
+            "question_id": question_id, "is_positive": is_positive, "question": question, "answer": answer,
+            "comment": comment})
+
+    def feedback(self, offset: int = 0, limit: int = 100) -> list[dict]:
+        return self._call("GET", "/api/admin/feedback", params={"offset": offset, "limit": limit})
+
+    def audit_events(self, filters: dict, offset: int = 0, limit: int = 100) -> list[dict]:
+        """`filters`: username, action (exact, or a prefix ending in "."), since, until (ISO times)."""
+        params = {**_present(filters), "offset": offset, "limit": limit}
+        return self._call("GET", "/api/admin/audit", params=params)
+
+    def audit_csv(self, filters: dict) -> bytes:
+        try:
+            response = self._http.get("/api/admin/audit.csv", params=_present(filters))
+        except httpx.HTTPError as exc:
+            raise ApiError("UNREACHABLE", f"the Zhiku server is not reachable ({exc})") from None
+        if response.status_code >= 400:
+            raise _api_error(response)
+        return response.content
+
     def ask(self, question: str, kb_ids: Sequence[int], top_k: int | None = None) -> Iterator[tuple[str, dict]]:
         """Server-Sent Events as (event type, data) pairs, as they arrive."""
         body = {"question": question, "kb_ids": list(kb_ids), "top_k": top_k}
@@ -95,6 +131,10 @@ class ZhikuClient:
                         yield event_type, json.loads(line[len("data: "):])
         except httpx.HTTPError as exc:
             raise ApiError("UNREACHABLE", f"the Zhiku server is not reachable ({exc})") from None
+
+
+def _present(params: dict) -> dict:
+    return {key: value for key, value in params.items() if value not in (None, "")}
 
 
 def _api_error(response: httpx.Response) -> ApiError:

@@ -14,7 +14,7 @@ router = APIRouter(prefix="/api", tags=["ask"])
 @router.post("/ask")
 def ask(body: AskRequest, request: Request, session: SessionDep, user: CurrentUser) -> StreamingResponse:
     for kb_id in body.kb_ids:
-        get_kb(session, kb_id)
+        get_kb(session, kb_id, user)  # a KB the user may not read does not exist for them
     answering = request.app.state.answering
 
     def events() -> Iterator[str]:

@@ -1,4 +1,7 @@
-"""Question → permitted chunks → grounded, cited answer stream. Shared by the API and the CLI."""
+"""Question → permitted chunks → grounded, cited answer stream. Shared by the API and the CLI.
+
+Every question of a user ranks only the chunks their ACL admits (computed in SQL for this question,
+never cached), and every question is written to the audit log with what it cited."""
 
 from __future__ import annotations
 
@@ -7,12 +10,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
 from app.models import Chunk, Document, User
-from app.services.audit import record
+from app.services import acl
+from app.services.audit import question_for_log, record
 from app.services.sensitive import answer_protection
 from app.settings import Settings
 from ingest.embed import Embedder, min_relevant_cosine
@@ -55,13 +60,14 @@ class Answering:
                 self._indexes[kb_id] = cached
             return cached[1]
 
-    def find_sources(self, question: str, kb_ids: Sequence[int], *, top_k: int) -> list[Source]:
+    def find_sources(self, question: str, kb_ids: Sequence[int], *, top_k: int,
+                     allowed_chunk_ids: np.ndarray | None = None) -> list[Source]:
+        """`allowed_chunk_ids` None: every chunk of the KBs (a local operator); else only those."""
         indexes = [index for kb_id in kb_ids if (index := self.index_for(kb_id)) is not None]
         if not indexes:
             return []
-        scored = retrieve(
-            Query(text=question, top_k=top_k), indexes=indexes, embedder=self.embedder, config=RetrieveConfig()
-        )
+        query = Query(text=question, top_k=top_k, allowed_chunk_ids=allowed_chunk_ids)
+        scored = retrieve(query, indexes=indexes, embedder=self.embedder, config=RetrieveConfig())
         with session_scope(self.session_factory) as session:
             rows = {
                 chunk.id: (chunk, filename)
@@ -94,18 +100,52 @@ class Answering:
 
     def stream(self, question: str, kb_ids: Sequence[int], *, top_k: int | None = None,
                user: User | None = None) -> Iterator[Event]:
-        """`user` None is a local operator (the CLI): the policies for no particular role apply."""
+        """`user` None is a local operator (the CLI): every chunk of the KBs, and the policies for
+        no particular role. `done` and `error` carry `question_id`, the id of the question's audit
+        event (feedback refers to it), and `done` the `cited_chunk_ids`."""
         with session_scope(self.session_factory) as session:
             protection = answer_protection(session, kb_ids, user.role if user else None)
-        sources = self.find_sources(question, kb_ids, top_k=top_k or self.settings.top_k)
+            allowed = None if user is None else acl.allowed_chunk_ids(session, user, kb_ids)
+        sources = self.find_sources(question, kb_ids, top_k=top_k or self.settings.top_k,
+                                    allowed_chunk_ids=allowed)
         config = AnswerConfig(
             max_tokens=self.settings.llm_max_tokens,
             min_dense_score=self.settings.refusal_min_cosine or min_relevant_cosine(self.settings.embedder),
         )
-        for event in answer_stream(question, sources, chat=self.chat, config=config, protection=protection):
-            if event.type in ("done", "error") and event.data.get("redactions"):
-                self._audit_redactions(event, kb_ids, user)
-            yield event
+        is_audited = False
+        try:
+            for event in answer_stream(question, sources, chat=self.chat, config=config, protection=protection):
+                if event.type in ("done", "error"):
+                    if event.data.get("redactions"):
+                        self._audit_redactions(event, kb_ids, user)
+                    event = self._audit_question(event, question, kb_ids, sources, user)
+                    is_audited = True
+                yield event
+        finally:
+            if not is_audited:  # the client went away mid-answer: the question was still asked
+                self._audit_question(Event("error", {"code": "ABORTED"}), question, kb_ids, sources, user)
+
+    def _audit_question(self, event: Event, question: str, kb_ids: Sequence[int], sources: Sequence[Source],
+                        user: User | None) -> Event:
+        by_n = {source.n: source.chunk_id for source in sources}
+        cited = [by_n[c["n"]] for c in event.data.get("citations", []) if c["n"] in by_n]
+        if event.type == "error":
+            outcome = event.data["code"]
+        else:
+            outcome = "refused" if event.data["refused"] else "answered"
+        # A question the sensitive-content policy acted on is kept only as its hash: the log must
+        # not become a copy of what the policy removed.
+        is_sensitive = any(r["stage"] == "question" for r in event.data.get("redactions", []))
+        kept = question_for_log(question, "sha256" if is_sensitive else self.settings.audit_question)
+        with session_scope(self.session_factory) as session:
+            audit_event = record(session, "ask", user=user, kb_ids=list(kb_ids), **kept,
+                                 retrieved_chunk_ids=[s.chunk_id for s in sources], cited_chunk_ids=cited,
+                                 outcome=outcome)
+            session.flush()
+            extra = {"question_id": audit_event.id}
+        if event.type == "done":
+            extra["cited_chunk_ids"] = cited
+        return Event(event.type, {**event.data, **extra})
 
     def _audit_redactions(self, event: Event, kb_ids: Sequence[int], user: User | None) -> None:
         redactions = event.data["redactions"]

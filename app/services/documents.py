@@ -1,4 +1,8 @@
-"""Knowledge bases and documents: upload → blob + rows → queued job; delete; re-index."""
+"""Knowledge bases and documents: upload → blob + rows → queued job; delete; re-index.
+
+Functions that take `user` apply the ACL (app/services/acl.py): what the user may not read does not
+exist for them (KB_NOT_FOUND / DOC_NOT_FOUND, never FORBIDDEN, so existence does not leak).
+`user=None` is a trusted local caller (the CLI)."""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import ErrorCode, ZhikuError
-from app.models import Chunk, Document, DocumentState, Job, JobState, KnowledgeBase
+from app.models import Chunk, Document, DocumentState, Job, JobState, KnowledgeBase, User
 from app.schemas import DocumentPublic, KnowledgeBasePublic
+from app.services import acl
 from app.settings import Settings
 from ingest.blobs import UploadTooLarge, store_blob
 from ingest.index import KBIndex
@@ -22,7 +27,9 @@ from ingest.tasks import kb_index_dir
 Enqueue = Callable[[int, int], None]
 
 
-def create_kb(session: Session, *, name: str, description: str = "") -> KnowledgeBase:
+def create_kb(session: Session, *, name: str, description: str = "",
+              readers: tuple[str, ...] | list[str] = (acl.PUBLIC,)) -> KnowledgeBase:
+    """`readers` is the new KB's ACL; by default everyone may read it, as a shared wiki would be."""
     kb = KnowledgeBase(name=name.strip(), description=description)
     session.add(kb)
     try:
@@ -30,13 +37,23 @@ def create_kb(session: Session, *, name: str, description: str = "") -> Knowledg
     except IntegrityError:
         session.rollback()
         raise ZhikuError(ErrorCode.KB_EXISTS, f"a knowledge base named {name!r} already exists") from None
+    acl.set_kb_acl(session, kb.id, readers)
     return kb
 
 
-def get_kb(session: Session, kb_id: int) -> KnowledgeBase:
+def get_kb(session: Session, kb_id: int, user: User | None = None) -> KnowledgeBase:
     kb = session.get(KnowledgeBase, kb_id)
-    if kb is None:
+    if kb is None or (user is not None and not acl.can_read_kb(session, user, kb_id)):
         raise ZhikuError(ErrorCode.KB_NOT_FOUND, f"no knowledge base with id {kb_id}")
+    return kb
+
+
+def managed_kb(session: Session, kb_id: int, user: User) -> KnowledgeBase:
+    """The KB, when the user may change it (upload, delete, re-index, set ACLs)."""
+    kb = get_kb(session, kb_id, user)
+    if not acl.can_manage_kb(session, user, kb_id):
+        raise ZhikuError(ErrorCode.FORBIDDEN,
+                         "only admins and the editors this knowledge base admits may change it")
     return kb
 
 
@@ -47,11 +64,18 @@ def kb_by_name(session: Session, name: str) -> KnowledgeBase:
     return kb
 
 
-def list_kbs(session: Session) -> list[KnowledgeBasePublic]:
-    counts = dict(session.execute(select(Document.kb_id, func.count()).group_by(Document.kb_id)).all())
+def list_kbs(session: Session, user: User | None = None) -> list[KnowledgeBasePublic]:
+    """The KBs the user may read, each with the number of documents the user may read in it."""
+    readable = None if user is None else acl.readable_kb_ids(session, user)
+    kbs = [kb for kb in session.scalars(select(KnowledgeBase).order_by(KnowledgeBase.id))
+           if readable is None or kb.id in readable]
+    if user is None:
+        counts = dict(session.execute(select(Document.kb_id, func.count()).group_by(Document.kb_id)).all())
+    else:
+        counts = {kb.id: len(acl.readable_document_ids(session, user, kb.id)) for kb in kbs}
     return [
         KnowledgeBasePublic(id=kb.id, name=kb.name, description=kb.description, num_documents=counts.get(kb.id, 0))
-        for kb in session.scalars(select(KnowledgeBase).order_by(KnowledgeBase.id))
+        for kb in kbs
     ]
 
 
@@ -84,10 +108,17 @@ def upload_document(
     return doc, job
 
 
-def get_document(session: Session, document_id: int) -> Document:
+def get_document(session: Session, document_id: int, user: User | None = None) -> Document:
     doc = session.get(Document, document_id)
-    if doc is None:
+    if doc is None or (user is not None and not acl.can_read_document(session, user, document_id)):
         raise ZhikuError(ErrorCode.DOC_NOT_FOUND, f"no document with id {document_id}")
+    return doc
+
+
+def managed_document(session: Session, document_id: int, user: User) -> Document:
+    """The document, when the user may read it and change its knowledge base."""
+    doc = get_document(session, document_id, user)
+    managed_kb(session, doc.kb_id, user)
     return doc
 
 
@@ -105,10 +136,19 @@ def document_public(session: Session, doc: Document) -> DocumentPublic:
     )
 
 
-def list_documents(session: Session, kb_id: int) -> list[DocumentPublic]:
-    get_kb(session, kb_id)
+def list_documents(session: Session, kb_id: int, user: User | None = None) -> list[DocumentPublic]:
+    get_kb(session, kb_id, user)
     docs = session.scalars(select(Document).where(Document.kb_id == kb_id).order_by(Document.id)).all()
+    if user is not None:
+        readable = acl.readable_document_ids(session, user, kb_id)
+        docs = [d for d in docs if d.id in readable]
     return [document_public(session, d) for d in docs]
+
+
+def preview(session: Session, doc: Document, *, max_chunks: int) -> list[Chunk]:
+    """The document's first chunks, as stored (after ingest redaction)."""
+    return list(session.scalars(select(Chunk).where(Chunk.document_id == doc.id).order_by(Chunk.ordinal)
+                                .limit(max_chunks)))
 
 
 def delete_document(session: Session, settings: Settings, document_id: int, *, dim: int) -> None:
@@ -136,8 +176,8 @@ def reindex_document(session: Session, document_id: int) -> Job:
     return job
 
 
-def get_job(session: Session, job_id: int) -> Job:
+def get_job(session: Session, job_id: int, user: User | None = None) -> Job:
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or (user is not None and not acl.can_read_document(session, user, job.document_id)):
         raise ZhikuError(ErrorCode.JOB_NOT_FOUND, f"no job with id {job_id}")
     return job

@@ -38,6 +38,20 @@ class StandInClient:
     def list_documents(self, kb_id: int) -> list[dict]:
         return self.documents
 
+    def kb_acl(self, kb_id: int) -> dict:
+        return {"readers": ["group:ops"], "inherited": False}
+
+    def set_kb_acl(self, kb_id: int, readers: list[str]) -> dict:
+        self.kb_readers = readers
+        return {"readers": readers, "inherited": False}
+
+    def document_acl(self, document_id: int) -> dict:
+        return {"readers": ["group:ops"], "inherited": True}
+
+    def set_document_acl(self, document_id: int, readers: list[str]) -> dict:
+        self.document_readers = (document_id, readers)
+        return {"readers": readers, "inherited": not readers}
+
     def ask(self, question: str, kb_ids: list[int], top_k: int | None = None):  # noqa: ANN201
         self.questions.append((question, list(kb_ids)))
         yield "sources", {"sources": []}
@@ -127,3 +141,72 @@ def test_sensitive_test_box_shows_the_policy_result() -> None:
     at.button(key="sens_test_button").click().run()
     assert client.tested == ("身份证11010519491231002X", "answer", None, None)
     assert any(code.value == "身份证**************002X" for code in at.code)
+
+
+class AuditStandIn(StandInClient):
+    def __init__(self) -> None:
+        super().__init__()
+        self.filters: list[dict] = []
+        self.feedback_sent: list[tuple] = []
+
+    def audit_events(self, filters: dict, offset: int = 0, limit: int = 100) -> list[dict]:
+        self.filters.append(dict(filters))
+        events = [{"id": 2, "at": "2026-11-30T10:00:00+00:00", "username": "bob", "action": "auth.login_failed",
+                   "kb_id": None, "document_id": None, "detail": {"reason": "bad_credentials"}},
+                  {"id": 1, "at": "2026-11-30T09:00:00+00:00", "username": "alice", "action": "ask",
+                   "kb_id": None, "document_id": None, "detail": {"question": "年假几天？"}}]
+        return [e for e in events if not filters.get("username") or e["username"] == filters["username"]]
+
+    def audit_csv(self, filters: dict) -> bytes:
+        return b"id,at,user_id,username,action,kb_id,document_id,detail\n"
+
+    def feedback(self, offset: int = 0, limit: int = 100) -> list[dict]:
+        return [{"id": 1, "at": "2026-11-30T09:01:00+00:00", "username": "alice", "question_event_id": 1,
+                 "question": "年假几天？", "answer": "15 天 [1]。", "cited_chunk_ids": [42], "is_positive": False,
+                 "comment": "少了调休"}]
+
+    def ask(self, question: str, kb_ids: list[int], top_k: int | None = None):  # noqa: ANN201
+        for kind, data in super().ask(question, kb_ids, top_k):
+            yield kind, ({**data, "question_id": 77} if kind == "done" else data)
+
+    def submit_feedback(self, question_id: int, *, is_positive: bool, question: str, answer: str,
+                        comment: str = "") -> dict:
+        self.feedback_sent.append((question_id, is_positive, question, comment))
+        return {"id": 1}
+
+
+def test_audit_page_filters_by_user_and_offers_the_csv_and_feedback() -> None:
+    client = AuditStandIn()
+    at = app_with(client).run()
+    at.switch_page(str(Path(APP).parent / "pages" / "audit.py")).run()
+    assert not at.exception
+    at.text_input(key="audit_user").input("bob").run()
+    assert client.filters[-1]["username"] == "bob"
+    table = at.dataframe[0].value
+    assert list(table["action"]) == ["auth.login_failed"]
+    assert at.get("download_button")  # the CSV export
+    assert any("少了调休" in m.value for m in at.markdown)
+
+
+def test_thumbs_down_sends_feedback_for_the_answer_s_question_id() -> None:
+    client = AuditStandIn()
+    at = app_with(client).run()
+    at.chat_input(key="ask_input").set_value("如何备份数据？").run()
+    at.text_input(key="feedback_comment_77").input("不够详细").run()
+    at.button(key="feedback_down_77").click().run()
+    assert client.feedback_sent == [(77, False, "如何备份数据？", "不够详细")]
+    assert any("感谢反馈" in c.value for c in at.caption)
+
+
+def test_documents_page_sets_who_may_read_a_knowledge_base_and_a_document() -> None:
+    client = StandInClient()
+    at = app_with(client).run()
+    at.switch_page(str(Path(APP).parent / "pages" / "documents.py")).run()
+    assert at.text_input(key="kb_acl_readers").value == "group:ops"
+    assert at.text_input(key="doc_acl_readers").value == ""  # inherited: shown empty
+    at.text_input(key="kb_acl_readers").input("group:ops， user:li.ming")  # a form: sent on submit
+    at.button(key="kb_acl_save").click().run()
+    assert client.kb_readers == ["group:ops", "user:li.ming"]
+    at.text_input(key="doc_acl_readers").input("group:hr")
+    at.button(key="doc_acl_save").click().run()
+    assert client.document_readers == (1, ["group:hr"])

@@ -1,4 +1,4 @@
-"""Ask: chat over the selected knowledge bases with streamed, cited answers."""
+"""Ask: chat over the selected knowledge bases with streamed, cited answers, and thumbs up/down on each."""
 
 from __future__ import annotations
 
@@ -16,6 +16,28 @@ if not kbs:
     st.info("还没有知识库，请先在“文档”页上传文件。 No knowledge base yet: upload files on the Documents page.")
     st.stop()
 
+
+def feedback_buttons(message: dict) -> None:
+    """👍/👎 and an optional comment, sent once per answer (the server ties it to the asker's question)."""
+    question_id = message.get("question_id")
+    if question_id is None:
+        return
+    if message.get("feedback_sent"):
+        st.caption("感谢反馈 / thanks for the feedback")
+        return
+    comment = st.text_input("意见（可选） Comment (optional)", key=f"feedback_comment_{question_id}")
+    up_col, down_col, _ = st.columns([1, 1, 8])
+    for column, is_positive, label in ((up_col, True, "👍"), (down_col, False, "👎")):
+        if column.button(label, key=f"feedback_{'up' if is_positive else 'down'}_{question_id}"):
+            try:
+                client.submit_feedback(question_id, is_positive=is_positive, question=message["question"],
+                                       answer=message.get("answer", ""), comment=comment)
+                message["feedback_sent"] = True
+                st.rerun()
+            except ApiError as exc:
+                st.error(exc.message)
+
+
 names = {kb["id"]: kb["name"] for kb in kbs}
 kb_ids = st.sidebar.multiselect("知识库 Knowledge bases", options=list(names), default=list(names),
                                 format_func=names.get, key="ask_kbs")
@@ -26,6 +48,7 @@ for message in history:
             st.markdown(message["content"])
         else:
             render_answer(message)
+            feedback_buttons(message)
 
 question = st.chat_input("输入问题… Ask a question about your documents", key="ask_input")
 if question:
@@ -35,7 +58,7 @@ if question:
     history.append({"role": "user", "content": question})
     with st.chat_message("user"):
         st.markdown(question)
-    answer: dict = {"role": "assistant", "answer": "", "reasoning": "", "citations": []}
+    answer: dict = {"role": "assistant", "question": question, "answer": "", "reasoning": "", "citations": []}
     with st.chat_message("assistant"):
         reasoning_box, answer_box = st.empty(), st.empty()
         try:
@@ -47,13 +70,14 @@ if question:
                     answer["answer"] += data["text"]
                     answer_box.markdown(answer["answer"] + "▌")
                 elif kind == "done":
-                    answer.update(answer=data["answer"], reasoning=data["reasoning"],
-                                  refused=data["refused"], citations=data["citations"])
+                    answer.update(answer=data["answer"], reasoning=data["reasoning"], refused=data["refused"],
+                                  citations=data["citations"], question_id=data.get("question_id"))
                 elif kind == "error":
-                    answer["error"] = data["message"]
+                    answer.update(error=data["message"], question_id=data.get("question_id"))
         except ApiError as exc:
             answer["error"] = exc.message
         reasoning_box.empty()
         answer_box.empty()
         render_answer(answer)
+        feedback_buttons(answer)
     history.append(answer)

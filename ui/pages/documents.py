@@ -1,4 +1,5 @@
-"""Documents: knowledge bases, multi-file upload, per-file ingestion state, delete and re-index."""
+"""Documents: knowledge bases, multi-file upload, per-file ingestion state, delete and re-index, and
+who may read a knowledge base or one document (editors and admins; the server decides who may)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,55 @@ if uploads and st.button(f"上传 {len(uploads)} 个文件 Upload", key="docs_up
         st.success(f"已加入队列 {len(uploads)} 个文件 / queued")
     except ApiError as exc:
         st.error(exc.message)
+
+
+def readers_of(text: str) -> list[str]:
+    return [part.strip() for part in text.replace("，", ",").split(",") if part.strip()]
+
+
+def permissions(documents: list[dict]) -> None:
+    """Principals: public, user:<name>, group:<name>, comma-separated."""
+    try:
+        kb_readers = client.kb_acl(kb_id)["readers"]
+    except ApiError as exc:
+        st.caption(exc.message)
+        return
+    with st.form("kb_acl"):
+        text = st.text_input("知识库读者 Knowledge-base readers (public, user:名字, group:组名)",
+                             value=", ".join(kb_readers), key="kb_acl_readers")
+        if st.form_submit_button("保存 Save", key="kb_acl_save"):
+            try:
+                client.set_kb_acl(kb_id, readers_of(text))
+                st.success("已保存 saved")
+            except ApiError as exc:
+                st.error(exc.message)
+    if not documents:
+        return
+    by_id = {doc["id"]: doc["filename"] for doc in documents}
+    doc_id = st.selectbox("文档 Document", list(by_id), format_func=by_id.get, key="doc_acl_document")
+    try:
+        current = client.document_acl(doc_id)
+    except ApiError as exc:
+        st.error(exc.message)
+        return
+    with st.form("doc_acl"):
+        text = st.text_input("文档读者（留空则继承知识库） Document readers (empty: inherit the knowledge base's)",
+                             value="" if current["inherited"] else ", ".join(current["readers"]),
+                             key="doc_acl_readers")
+        if st.form_submit_button("保存 Save", key="doc_acl_save"):
+            try:
+                client.set_document_acl(doc_id, readers_of(text))
+                st.success("已保存 saved")
+            except ApiError as exc:
+                st.error(exc.message)
+
+
+if client.user["role"] in ("admin", "editor"):
+    with st.expander("🔒 权限 Permissions", expanded=False):
+        try:
+            permissions(client.list_documents(kb_id))
+        except ApiError as exc:
+            st.error(exc.message)
 
 
 @st.fragment(run_every=timedelta(seconds=2))
