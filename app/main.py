@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.api import ask, audit, auth, documents, feedback, health, kbs, sensitive, users
+from app.api import ask, audit, auth, documents, feedback, health, kbs, openai_compat, sensitive, users
 from app.db import make_engine, make_session_factory
 from app.errors import install_error_handler
 from app.services.answering import Answering
@@ -21,6 +21,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.answering = Answering(settings=settings, session_factory=session_factory)
     install_error_handler(app)
     for router in (health.router, auth.router, kbs.router, documents.router, ask.router, feedback.router,
-                   users.router, audit.router, sensitive.router):
+                   users.router, audit.router, sensitive.router, openai_compat.router):
         app.include_router(router)
     return app

@@ -233,6 +233,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="GGUF file or Hugging Face model folder")
     parser.add_argument("--quant", choices=["int8", "int4"], default=None)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N (bfloat16, no --quant; docs/gpu.md)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--max-batch-size", type=int, default=8)
@@ -255,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     engine = load(
         args.model,
         quant=args.quant,
+        device=args.device,
         max_batch_size=args.max_batch_size,
         max_seq_len=args.max_seq_len,
         **load_options,

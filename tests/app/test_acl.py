@@ -256,6 +256,42 @@ def test_real_answers_and_citations_use_only_permitted_documents(world: World, l
             assert BY_NAME[doc].facts[0][2] in done[1]["answer"] or doc in cited, done[1]
 
 
+def test_the_openai_compatible_endpoint_answers_under_the_callers_token(world: World, llm_url: str) -> None:
+    """The official openai client, with a user's Zhiku token as its API key, sees that user's knowledge
+    bases as models and gets answers built from their documents only."""
+    import openai
+
+    settings = world.stack.settings.model_copy(update={"llm_base_url": llm_url, "llm_max_tokens": 96})
+    app = create_app(settings)
+
+    def client_of(username: str | None) -> openai.OpenAI:
+        token = world.clients[username].headers["Authorization"][7:] if username else "not-a-token"
+        return openai.OpenAI(base_url="http://testserver/v1", api_key=token, http_client=TestClient(app),
+                             max_retries=0)
+
+    bob = client_of("bob")
+    assert {m.id for m in bob.models.list()} == {"zhiku", *(f"zhiku:{world.kb_ids[kb]}" for kb in ("eng", "shared"))}
+    forbidden = set(BY_NAME) - USERS["bob"][2]
+    for doc in ("deploy-runbook.md", "salary-bands.md"):  # one he may read, one he may not
+        question = BY_NAME[doc].questions()[0]
+        reply = bob.chat.completions.create(model="zhiku", messages=[{"role": "user", "content": question}])
+        body = reply.model_dump_json()
+        assert_no_secret(body, forbidden, f"bob via /v1 about {doc}")
+        assert {source["document"] for source in reply.zhiku["sources"]} <= USERS["bob"][2]
+        streamed = bob.chat.completions.create(model="zhiku", stream=True,
+                                               messages=[{"role": "user", "content": question}])
+        chunks = [chunk.model_dump_json() for chunk in streamed]
+        assert_no_secret("".join(chunks), forbidden, f"bob via streamed /v1 about {doc}")
+        if doc in USERS["bob"][2]:
+            cited = {c["document"] for c in reply.zhiku["citations"]}
+            answer = reply.choices[0].message.content
+            assert BY_NAME[doc].facts[0][2] in answer or doc in cited, reply
+    with pytest.raises(openai.NotFoundError):
+        bob.chat.completions.create(model=f"zhiku:{world.kb_ids['hr']}", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.AuthenticationError):
+        client_of(None).models.list()
+
+
 def test_employees_cannot_change_what_they_read_and_editors_only_their_knowledge_bases(world: World) -> None:
     bob, erin = world.clients["bob"], world.clients["erin"]
     runbook = world.doc_ids["deploy-runbook.md"]
