@@ -54,5 +54,6 @@ pages = [
 if client.user["role"] == "admin":  # the server refuses these calls to anyone else anyway
     pages.append(st.Page(PAGES_DIR / "sensitive.py", title="敏感内容 Sensitive", icon="🛡️"))
     pages.append(st.Page(PAGES_DIR / "audit.py", title="审计与反馈 Audit", icon="🧾"))
+    pages.append(st.Page(PAGES_DIR / "users.py", title="用户与群组 Users", icon="👥"))
 navigation = st.navigation(pages)
 navigation.run()

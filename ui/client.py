@@ -98,6 +98,21 @@ class ZhikuClient:
             "question_id": question_id, "is_positive": is_positive, "question": question, "answer": answer,
             "comment": comment})
 
+    def list_users(self) -> list[dict]:
+        return self._call("GET", "/api/admin/users")
+
+    def create_user(self, username: str, password: str, role: str) -> dict:
+        return self._call("POST", "/api/admin/users", json={"username": username, "password": password, "role": role})
+
+    def list_groups(self) -> list[dict]:
+        return self._call("GET", "/api/admin/groups")
+
+    def create_group(self, name: str) -> dict:
+        return self._call("POST", "/api/admin/groups", json={"name": name})
+
+    def set_member(self, group: str, username: str, *, is_member: bool) -> None:
+        self._call("PUT" if is_member else "DELETE", f"/api/admin/groups/{group}/members/{username}")
+
     def feedback(self, offset: int = 0, limit: int = 100) -> list[dict]:
         return self._call("GET", "/api/admin/feedback", params={"offset": offset, "limit": limit})
 

@@ -210,3 +210,44 @@ def test_documents_page_sets_who_may_read_a_knowledge_base_and_a_document() -> N
     at.text_input(key="doc_acl_readers").input("group:hr")
     at.button(key="doc_acl_save").click().run()
     assert client.document_readers == (1, ["group:hr"])
+
+
+class UsersStandIn(StandInClient):
+    def __init__(self) -> None:
+        super().__init__()
+        self.users = [{"id": 1, "username": "admin", "role": "admin", "groups": []},
+                      {"id": 2, "username": "bob", "role": "employee", "groups": ["eng"]}]
+        self.groups = [{"id": 1, "name": "eng", "members": ["bob"]}]
+        self.calls: list[tuple] = []
+
+    def list_users(self) -> list[dict]:
+        return self.users
+
+    def list_groups(self) -> list[dict]:
+        return self.groups
+
+    def create_user(self, username: str, password: str, role: str) -> dict:
+        self.calls.append(("create_user", username, role))
+        self.users.append({"id": 3, "username": username, "role": role, "groups": []})
+        return self.users[-1]
+
+    def set_member(self, group: str, username: str, *, is_member: bool) -> None:
+        self.calls.append(("member", group, username, is_member))
+
+
+def test_users_page_creates_an_account_and_changes_a_group_s_members() -> None:
+    client = UsersStandIn()
+    at = app_with(client).run()
+    at.switch_page(str(Path(APP).parent / "pages" / "users.py")).run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["username"]) == ["admin", "bob"]
+    at.text_input(key="new_username").input("carol")
+    at.text_input(key="new_password").input("carol-password-1")
+    at.selectbox(key="new_role").select("editor")
+    at.button(key="create_user").click().run()
+    assert ("create_user", "carol", "editor") in client.calls
+    at.multiselect(key="members_eng").set_value(["admin"]).run()
+    at.button(key="save_members_eng").click().run()
+    assert sorted(c for c in client.calls if c[0] == "member") == [("member", "eng", "admin", True),
+                                                                   ("member", "eng", "bob", False)]
+
