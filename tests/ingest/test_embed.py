@@ -15,7 +15,8 @@ import pytest
 from ingest.embed import EMBEDDERS, EmbedderFilesMissing, UnknownEmbedder, load_embedder
 
 REPO = Path(__file__).resolve().parents[2]
-DIMS = {"embeddinggemma-300m": 768, "embeddinggemma-300m-int8": 768, "multilingual-e5-small": 384}
+DIMS = {"embeddinggemma-300m": 768, "embeddinggemma-300m-bf16": 768, "embeddinggemma-300m-int8": 768,
+        "multilingual-e5-small": 384}
 
 
 @pytest.fixture(scope="module", params=sorted(EMBEDDERS))
