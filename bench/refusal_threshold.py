@@ -23,14 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from ingest.embed import load_embedder
+from rag.eval import passage_text, read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 QA_DIR = REPO.parent / "shared" / "evaldata" / "qa"
 SETS = ("c3", "cmrc2018", "drcd", "dureader_robust", "squad2")
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def sample_set(name: str, per_set: int, rng: random.Random) -> tuple[list[dict], dict[str, str]]:
@@ -45,7 +42,7 @@ def sample_set(name: str, per_set: int, rng: random.Random) -> tuple[list[dict],
     asked_docs = {q["doc_id"] for q in picked}
     passage_ids |= {pid for pid, row in corpus.items() if row["doc_id"] in asked_docs}
     passage_ids |= set(rng.sample(sorted(corpus), min(per_set, len(corpus))))
-    texts = {pid: f"{corpus[pid]['title']}\n{corpus[pid]['text']}".strip() for pid in sorted(passage_ids)}
+    texts = {pid: passage_text(corpus[pid]) for pid in sorted(passage_ids)}
     return picked, texts
 
 

@@ -52,9 +52,15 @@ class ScoredChunk:
 def reciprocal_rank_fusion(
     ranked_lists: Sequence[tuple[Sequence[int], float]], *, k: int
 ) -> dict[int, float]:
-    """{id: Σ weight / (k + rank)} over lists of ids ordered best first (rank starts at 1)."""
+    """{id: Σ weight / (k + rank)} over lists of ids ordered best first (rank starts at 1).
+
+    A list of weight 0 adds no ids: a single-ranker ablation must rank only that ranker's hits, not
+    append the other ranker's hits at score 0.
+    """
     fused: dict[int, float] = {}
     for ids, weight in ranked_lists:
+        if weight == 0:
+            continue
         for rank, chunk_id in enumerate(ids, start=1):
             fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (k + rank)
     return fused
@@ -71,17 +77,25 @@ def retrieve(
 ) -> list[ScoredChunk]:
     if not indexes or query.top_k <= 0 or not query.text.strip():
         return []
+    return retrieve_by_vector(query, embedder.embed_query(query.text), indexes=indexes, config=config)
+
+
+def retrieve_by_vector(
+    query: Query, qvec: np.ndarray, *, indexes: Sequence[KBIndex], config: RetrieveConfig
+) -> list[ScoredChunk]:
+    """retrieve() with the query already embedded: the evaluation ranks one query several ways."""
+    if not indexes or query.top_k <= 0 or not query.text.strip():
+        return []
     num_candidates = config.num_candidates(query.top_k)
-    qvec = embedder.embed_query(query.text)
     # Cosines share one scale across indexes (same embedder); BM25 scores of different indexes use
     # different IDF tables, so their merge is approximate — fine for the usual one or two KBs per query.
     allowed = query.allowed_chunk_ids
     dense_ids = merge_by_score(
         [index.search_dense(qvec, num_candidates, allowed) for index in indexes], num_candidates
-    )
+    ) if config.dense_weight else []
     bm25_ids = merge_by_score(
         [index.search_bm25(query.text, num_candidates, allowed) for index in indexes], num_candidates
-    )
+    ) if config.bm25_weight else []
     fused = reciprocal_rank_fusion(
         [(dense_ids, config.dense_weight), (bm25_ids, config.bm25_weight)], k=config.rrf_k
     )

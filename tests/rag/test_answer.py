@@ -10,7 +10,10 @@ from rag.llm import ChatClient
 from rag.prompt import REFUSAL_EN, REFUSAL_ZH, Source
 from tests.servers import free_port, model_server
 
-TEST_LLM = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+# The default model: the 0.5B one flips between answering and a bare "[1]" on rounding differences
+# as small as the int4 kernel vs its expanded bf16 weights (0.6% relative), so it cannot carry a
+# test of answer content.
+ANSWER_LLM = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 
 
 def closed_port_client() -> ChatClient:
@@ -52,9 +55,9 @@ def test_model_server_down_is_an_error_event():
 @pytest.fixture(scope="module")
 def real_chat(models_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("llm") / "server.log"
-    with model_server(models_dir / TEST_LLM, log, "--quant", "int4", "--max-batch-size", "2", "--max-seq-len", "2048",
+    with model_server(models_dir / ANSWER_LLM, log, "--quant", "int4", "--max-batch-size", "2", "--max-seq-len", "2048",
                       timeout_s=600) as url:
-        yield ChatClient(f"{url}/v1", TEST_LLM, timeout_s=300)
+        yield ChatClient(f"{url}/v1", ANSWER_LLM, timeout_s=300)
 
 
 def run(question: str, sources: list[Source], chat: ChatClient) -> tuple[list[str], dict]:
