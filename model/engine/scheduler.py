@@ -1,10 +1,10 @@
 """Continuous batching over the model's static KV-cache slots.
 
 Each `step()` admits waiting requests into free slots and prefills them (one request at a time, in
-chunks so a long prompt never materialises [T, vocab] logits for all of it at once), then runs ONE
-decode forward for every other running request together, samples, and releases the slots of
-finished requests. `add()` may be called from any thread; `step()` from one thread only.
-The only host sync per decode step is reading the sampled ids.
+chunks that bound the activations of a long prompt; the LM head runs on a chunk's last position
+only), then runs ONE decode forward for every other running request together, samples, and
+releases the slots of finished requests. `add()` may be called from any thread; `step()` from one
+thread only. The only host sync per decode step is reading the sampled ids.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 from model.engine.sampler import choose_tokens
 from model.engine.sequence import FinishReason, Sequence, SequenceStatus
 
-# Prompt tokens per prefill forward: bounds the [T, vocab] logits buffer (~300 MB for a 150k
-# vocabulary in float32) while keeping the GEMMs large enough to run at full speed.
+# Prompt tokens per prefill forward: bounds the activations and attention scores of a long prompt
+# while keeping the GEMMs large enough to run at full speed.
 DEFAULT_PREFILL_CHUNK_TOKENS = 512
 
 
@@ -106,7 +106,7 @@ class Scheduler:
         for start in range(0, len(prompt), self.prefill_chunk_tokens):
             chunk = prompt[start : start + self.prefill_chunk_tokens]
             positions = torch.arange(start, start + len(chunk), dtype=torch.long, device=self.device)
-            logits = self.model(chunk[None, :], positions[None, :], slots)
+            logits = self.model(chunk[None, :], positions[None, :], slots, last_only=True)
         self.stats.num_prompt_tokens += len(prompt)
         if seq.params.repetition_penalty != 1.0:
             seen = self._seen_rows(logits.shape[-1])

@@ -19,10 +19,14 @@ from model.quant import pack_nibbles, quantize_int4, quantize_int8, unpack_nibbl
 # layers compute in bfloat16 whatever the runtime dtype and hand back the runtime dtype.
 KERNEL_DTYPE = torch.bfloat16
 _KERNEL_ROW_BLOCK = 64  # the int4 kernel packs output channels in blocks of 64
+_PACK_ROWS = 64 * _KERNEL_ROW_BLOCK  # rows per conversion into the kernel layout (a multiple of 64)
 # From this many input rows on, an int4 layer expands its weight and runs a bf16 GEMM instead of the
-# int4 kernel (break-even near 200 rows for 1536x8960 on the 2-core Xeon with AMX we measure on; the
-# effect on prefill is in docs/benchmarks.md, bench/model_cpu.py).
+# int4 kernel, where the CPU has AMX (break-even near 200 rows for 1536x8960 on a 2-core Xeon with
+# AMX). Without AMX the bf16 GEMM is barely faster than the int4 kernel, so expanding the weight on
+# every call only adds work: on the AVX-512 Xeon of docs/benchmarks.md a 400-token prefill of the
+# 1.5B model took 27 s through the kernel, 71 s expanded (49 s with the expansion compiled by inductor).
 DEQUANTIZE_FROM_ROWS = 192
+EXPAND_FOR_LONG_INPUTS = torch.cpu._is_amx_tile_supported()
 
 
 def _copy_checked(dst: torch.Tensor, src: torch.Tensor, what: str) -> None:
@@ -133,9 +137,16 @@ class Int4WeightOnlyLinear(_LoadableLinear):
         self.load_int4_values(q)
 
     def load_int4_values(self, q: torch.Tensor) -> None:
-        """q: int32 values 0..15 [out, in]."""
+        """q: values 0..15 [out, in], any integer dtype."""
         _copy_checked(torch.empty(self.out_features, self.in_features, device="meta"), q.to("meta"), "qweight")
-        self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
+        # Converted a block of rows at a time (the kernel layout packs each 64 rows on their own), so
+        # the int32 copy the conversion takes never spans a large matrix: for the 150k-row LM head of
+        # the default model it would be 0.9 GB, the peak of the whole load.
+        packed = torch.empty(self.out_features, self.in_features // 2, dtype=torch.uint8)
+        for start in range(0, self.out_features, _PACK_ROWS):
+            rows = q[start:start + _PACK_ROWS].to(torch.int32).contiguous()
+            packed[start:start + _PACK_ROWS] = torch.ops.aten._convert_weight_to_int4pack_for_cpu(rows, 1)
+        self.packed = packed
 
     def int4_values(self) -> torch.Tensor:
         """The 0..15 values [out, in], read out of the CPU kernel's layout: [out/64, in, 32] bytes whose
@@ -172,7 +183,7 @@ class Int4WeightOnlyLinear(_LoadableLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features).to(KERNEL_DTYPE)
-        if x2.shape[0] >= DEQUANTIZE_FROM_ROWS:
+        if EXPAND_FOR_LONG_INPUTS and x2.shape[0] >= DEQUANTIZE_FROM_ROWS:
             # Prefill: the int4 kernel's cost grows with every row, while a weight expanded once per
             # call lets a bf16 GEMM take all rows at matrix-unit speed. The expanded copy lives for
             # this call only, so resident memory stays 4-bit.

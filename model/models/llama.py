@@ -68,8 +68,13 @@ class LlamaForCausalLM(nn.Module):
         self.register_buffer("inv_freq", rope_inv_freq(config.head_dim, config.rope_theta, config.rope_type,
                                                        config.rope_scaling), persistent=False)
 
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        """tokens, positions [B, T]; slots [B] -> logits [B, T, vocab] (float32)."""
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor, *,
+                last_only: bool = False) -> torch.Tensor:
+        """tokens, positions [B, T]; slots [B] -> logits [B, T, vocab] (float32).
+
+        last_only: logits of the last position only, [B, 1, vocab] — all that generation needs after
+        a prefill; the LM head (the largest matrix) then skips every other prompt position.
+        """
         device = self.inv_freq.device
         tokens, positions, slots = tokens.to(device), positions.to(device), slots.to(device)
         if int(positions.max()) >= self.runtime.max_seq_len:
@@ -79,6 +84,8 @@ class LlamaForCausalLM(nn.Module):
         x = self.model.embed_tokens(tokens)
         for layer in self.model.layers:
             x = layer(x, cos, sin, positions, slots, mask)
+        if last_only:
+            x = x[:, -1:]
         return self.lm_head(self.model.norm(x)).float()
 
     def reset_cache(self) -> None:

@@ -90,3 +90,15 @@ def test_checkpoint_with_an_unknown_tensor_is_refused(checkpoint, tmp_path):
     save_file(tensors, tmp_path / "model.safetensors")
     with pytest.raises(KeyError, match="extra_proj"):
         load_model(tmp_path, max_seq_len=16)
+
+
+def test_last_only_gives_the_last_positions_logits(checkpoint):
+    # What generation asks for after a prefill: the LM head on the last position only.
+    reference, folder = checkpoint
+    ours, _, _ = load_model(folder, dtype="float32", max_batch_size=2, max_seq_len=32)
+    tokens = torch.randint(0, VOCAB, (2, 9), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        want = reference(tokens).logits[:, -1:]
+        got = ours(tokens, torch.arange(9).expand(2, -1), torch.arange(2), last_only=True)
+    assert got.shape == (2, 1, VOCAB)
+    assert relative_error(got, want) <= TOLERANCE

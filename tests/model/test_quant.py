@@ -93,10 +93,13 @@ def test_int4_of_the_real_model_keeps_its_greedy_choices(models_dir):
     assert relative_error(got, want) <= 0.25
 
 
-def test_int4_prefill_path_matches_the_int4_kernel():
-    # Long inputs run through an expanded bf16 weight instead of the int4 kernel: same weights, same result.
+def test_int4_prefill_path_matches_the_int4_kernel(monkeypatch):
+    # On AMX CPUs long inputs run through an expanded bf16 weight instead of the int4 kernel: same
+    # weights, same result (forced on here, whatever this CPU has).
+    from model.layers import linear
     from model.layers.linear import DEQUANTIZE_FROM_ROWS, Int4WeightOnlyLinear
 
+    monkeypatch.setattr(linear, "EXPAND_FOR_LONG_INPUTS", True)
     torch.manual_seed(0)
     layer = Int4WeightOnlyLinear(256, 128, True, torch.bfloat16, group_size=64)
     layer.load_tensor("weight", torch.randn(128, 256) * 0.05)
@@ -105,3 +108,15 @@ def test_int4_prefill_path_matches_the_int4_kernel():
     long_path = layer(x)
     kernel_rows = torch.cat([layer(x[i : i + 64]) for i in range(0, DEQUANTIZE_FROM_ROWS, 64)])
     assert torch.allclose(long_path.float(), kernel_rows.float(), rtol=2e-2, atol=2e-2)
+
+
+def test_int4_weights_packed_in_row_blocks_read_back_unchanged():
+    # Large matrices (the LM head) are converted to the kernel layout a block of rows at a time.
+    from model.layers.linear import _PACK_ROWS, Int4WeightOnlyLinear
+
+    rows = _PACK_ROWS + 64
+    q = torch.randint(0, 16, (rows, 64), generator=torch.Generator().manual_seed(6), dtype=torch.uint8)
+    layer = Int4WeightOnlyLinear(64, rows, False, torch.bfloat16, group_size=32)
+    layer.load_int4_values(q)
+    assert torch.equal(layer.packed, torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1))
+    assert torch.equal(layer.int4_values(), q)

@@ -11,9 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 
 import model
 from model.engine import Engine, FinishReason, RequestTooLongError, SamplingParams, TextDelta
+from model.engine.scheduler import DEFAULT_PREFILL_CHUNK_TOKENS
 from tests.model.tiny_qwen2 import save_tiny_qwen2
 
 MAX_SEQ_LEN = 96
@@ -133,3 +135,22 @@ def test_background_loop_serves_concurrent_generate_calls(engine: Engine) -> Non
     finally:
         engine.stop()
     assert together == alone
+
+
+def test_greedy_generation_follows_the_argmax_of_the_full_logits(engine: Engine) -> None:
+    # Generation prefills in chunks and runs the LM head on a chunk's last position only, while
+    # `engine.logits` returns every position: both must pick the same tokens.
+    prompt = engine.encode_prompt(PROMPTS[0] + PROMPTS[2])
+    engine.scheduler.prefill_chunk_tokens = 5
+    try:
+        generated = _tokens(list(engine.generate(prompt, SamplingParams(max_tokens=6))))
+    finally:
+        engine.scheduler.prefill_chunk_tokens = DEFAULT_PREFILL_CHUNK_TOKENS
+    engine.reset()
+    logits = engine.logits(torch.tensor([prompt]))
+    assert logits.shape == (1, len(prompt), 151936)
+    expected = []
+    for i in range(6):
+        expected.append(int(logits[0, -1].argmax()))
+        logits = engine.logits(torch.tensor([[expected[-1]]]), start_pos=len(prompt) + i)
+    assert generated == expected
