@@ -21,9 +21,11 @@ from collections.abc import Iterable, Iterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from app.deps import CurrentUser, SessionDep
 from app.errors import ErrorCode, ZhikuError
+from app.models import User
 from app.services import documents
 from rag.answer import Event
 
@@ -68,7 +70,7 @@ def question_of(messages: Iterable[ChatMessage]) -> str:
     raise ZhikuError(ErrorCode.BAD_REQUEST, "the messages hold no user message with text")
 
 
-def kb_ids_of(session, user, model: str) -> list[int]:  # noqa: ANN001
+def kb_ids_of(session: Session, user: User, model: str) -> list[int]:
     if model == ALL_KBS:
         kb_ids = [kb.id for kb in documents.list_kbs(session, user)]
         if not kb_ids:

@@ -122,17 +122,18 @@ def document_acl(session: Session, document_id: int) -> list[str]:
 
 def set_kb_acl(session: Session, kb_id: int, values: Iterable[str]) -> list[str]:
     """Replace the KB's ACL. Empty: only admins (and document-level grants) can read it."""
-    checked = check_principals(values)
-    session.execute(delete(KnowledgeBaseAcl).where(KnowledgeBaseAcl.kb_id == kb_id))
-    session.add_all(KnowledgeBaseAcl(kb_id=kb_id, principal=p) for p in checked)
-    session.flush()
-    return checked
+    return _replace_acl(session, KnowledgeBaseAcl, KnowledgeBaseAcl.kb_id, kb_id, values)
 
 
 def set_document_acl(session: Session, document_id: int, values: Iterable[str]) -> list[str]:
     """Replace the document's own ACL. Empty: the document inherits its knowledge base's again."""
+    return _replace_acl(session, DocumentAcl, DocumentAcl.document_id, document_id, values)
+
+
+def _replace_acl(session: Session, table: type, owner_column, owner_id: int,  # noqa: ANN001
+                 values: Iterable[str]) -> list[str]:
     checked = check_principals(values)
-    session.execute(delete(DocumentAcl).where(DocumentAcl.document_id == document_id))
-    session.add_all(DocumentAcl(document_id=document_id, principal=p) for p in checked)
+    session.execute(delete(table).where(owner_column == owner_id))
+    session.add_all(table(**{owner_column.key: owner_id, "principal": p}) for p in checked)
     session.flush()
     return checked

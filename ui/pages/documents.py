@@ -49,6 +49,18 @@ def readers_of(text: str) -> list[str]:
     return [part.strip() for part in text.replace("，", ",").split(",") if part.strip()]
 
 
+def readers_form(key: str, label: str, value: str, save) -> None:  # noqa: ANN001
+    """One readers field with its Save button (keys `{key}_readers`, `{key}_save`)."""
+    with st.form(key):
+        text = st.text_input(label, value=value, key=f"{key}_readers")
+        if st.form_submit_button("保存 Save", key=f"{key}_save"):
+            try:
+                save(readers_of(text))
+                st.success("已保存 saved")
+            except ApiError as exc:
+                st.error(exc.message)
+
+
 def permissions(documents: list[dict]) -> None:
     """Principals: public, user:<name>, group:<name>, comma-separated."""
     try:
@@ -56,15 +68,8 @@ def permissions(documents: list[dict]) -> None:
     except ApiError as exc:
         st.caption(exc.message)
         return
-    with st.form("kb_acl"):
-        text = st.text_input("知识库读者 Knowledge-base readers (public, user:名字, group:组名)",
-                             value=", ".join(kb_readers), key="kb_acl_readers")
-        if st.form_submit_button("保存 Save", key="kb_acl_save"):
-            try:
-                client.set_kb_acl(kb_id, readers_of(text))
-                st.success("已保存 saved")
-            except ApiError as exc:
-                st.error(exc.message)
+    readers_form("kb_acl", "知识库读者 Knowledge-base readers (public, user:名字, group:组名)",
+                 ", ".join(kb_readers), lambda readers: client.set_kb_acl(kb_id, readers))
     if not documents:
         return
     by_id = {doc["id"]: doc["filename"] for doc in documents}
@@ -74,16 +79,9 @@ def permissions(documents: list[dict]) -> None:
     except ApiError as exc:
         st.error(exc.message)
         return
-    with st.form("doc_acl"):
-        text = st.text_input("文档读者（留空则继承知识库） Document readers (empty: inherit the knowledge base's)",
-                             value="" if current["inherited"] else ", ".join(current["readers"]),
-                             key="doc_acl_readers")
-        if st.form_submit_button("保存 Save", key="doc_acl_save"):
-            try:
-                client.set_document_acl(doc_id, readers_of(text))
-                st.success("已保存 saved")
-            except ApiError as exc:
-                st.error(exc.message)
+    readers_form("doc_acl", "文档读者（留空则继承知识库） Document readers (empty: inherit the knowledge base's)",
+                 "" if current["inherited"] else ", ".join(current["readers"]),
+                 lambda readers: client.set_document_acl(doc_id, readers))
 
 
 if client.user["role"] in ("admin", "editor"):
