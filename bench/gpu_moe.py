@@ -131,11 +131,13 @@ def parity(sizes: dict, device: str) -> dict:
     differently in any two implementations; the distance to float32 says which is more accurate)."""
     tokens = parity_tokens(sizes["vocab_size"], device)
     reference, ours = build_models(sizes, device, 2, torch.float32)
+    ours.merge_projections()  # as load_model does on a GPU
     exact = reference(tokens).logits.float()
     result = {"float32": split_errors(our_logits(ours, tokens), exact)}
     del ours
     reference = reference.to(torch.bfloat16)  # the same weights, rounded
     ours = ours_sharing(reference, device, 2)
+    ours.merge_projections()
     theirs = reference(tokens).logits.float()
     eager = our_logits(ours, tokens)
     result["bfloat16_eager"] = split_errors(eager, theirs)
@@ -266,13 +268,29 @@ def compiled_rates(ours, result: dict, batches: list[int], vocab: int, device: s
     result["compile_seconds"] = time.perf_counter() - started
 
 
+def per_call_seconds(fn, inputs: list) -> float:
+    """GPU time of fn(input), inputs cycled in one captured graph (as a decode step runs it; distinct
+    inputs so small matrices are read from HBM, not L2), median of triton's do_bench."""
+    import triton.testing
+
+    for item in inputs:  # warm-up outside the graph: autotuning, workspaces
+        fn(item)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for item in inputs:
+            fn(item)
+    return triton.testing.do_bench(graph.replay, return_mode="median") * 1e-3 / len(inputs)
+
+
+def distinct_copies(make, bytes_each: int, total: int = 1 << 30) -> list:
+    return [make() for _ in range(max(1, min(64, total // bytes_each)))]
+
+
 @torch.inference_mode()
 def expert_kernel_check(sizes: dict, device: str) -> dict:
     """The decode-time expert GEMV (Triton) against a float32 torch product on random data, whole and
     as one rank's half of the experts, and its bandwidth vs the grouped GEMM on the same pairs."""
-    import triton.testing
-
-    from model.kernels.expert_gemv import expert_gemv
+    from model.kernels.gemv import expert_gemv
 
     num_experts, dim, hidden, top_k = (sizes["n_routed_experts"], sizes["hidden_size"],
                                        sizes["moe_intermediate_size"], sizes["num_experts_per_tok"])
@@ -284,16 +302,60 @@ def expert_kernel_check(sizes: dict, device: str) -> dict:
     local_want = want.masked_fill(~(ids >= half)[:, None], 0)
     result = {"error": relative_error(expert_gemv(x, weights, ids), want),
               "error_second_half": relative_error(expert_gemv(x, weights[half:].contiguous(), ids, half), local_want)}
-    order = ids.sort()
-    counts = torch.zeros(num_experts, dtype=torch.int64, device=device).scatter_add_(0, ids, torch.ones_like(ids))
-    offs = counts.cumsum(0).to(torch.int32)
-    gemv_ms = triton.testing.do_bench(lambda: expert_gemv(x, weights, ids), return_mode="median")
-    grouped_ms = triton.testing.do_bench(
-        lambda: torch._grouped_mm(x[order.indices], weights.transpose(1, 2), offs=offs), return_mode="median")
+    id_sets = [torch.randperm(num_experts, device=device)[:top_k] for _ in range(16)]
+    gemv_s = per_call_seconds(lambda i: expert_gemv(x, weights, i), id_sets)
+
+    def grouped(i):
+        order = i.sort()
+        counts = torch.zeros(num_experts, dtype=torch.int64, device=device)
+        counts.scatter_add_(0, i, torch.ones_like(i))
+        torch._grouped_mm(x[order.indices], weights.transpose(1, 2), offs=counts.cumsum(0).to(torch.int32))
+
+    grouped_s = per_call_seconds(grouped, id_sets)
     read = top_k * weights[0].numel() * weights.element_size()
-    result |= {"bytes": read, "gemv_us": gemv_ms * 1e3, "grouped_gemm_us": grouped_ms * 1e3,
-               "gemv_bytes_s": read / (gemv_ms * 1e-3), "grouped_gemm_bytes_s": read / (grouped_ms * 1e-3)}
+    result |= {"bytes": read, "gemv_us": gemv_s * 1e6, "grouped_gemm_us": grouped_s * 1e6,
+               "gemv_bytes_s": read / gemv_s, "grouped_gemm_bytes_s": read / grouped_s}
     return result
+
+
+def dense_shapes(sizes: dict) -> dict[str, tuple[int, int]]:
+    """(out, in) of a decode step's dense projections, merged as model/layers/merged.py merges them."""
+    dim, heads = sizes["hidden_size"], sizes["num_attention_heads"]
+    query = sizes["q_lora_rank"] or heads * (sizes["qk_nope_head_dim"] + sizes["qk_rope_head_dim"])
+    shared = sizes["moe_intermediate_size"] * sizes["n_shared_experts"]
+    return {"q+kv_a": (query + sizes["kv_lora_rank"] + sizes["qk_rope_head_dim"], dim),
+            "o_proj": (dim, heads * sizes["v_head_dim"]), "shared gate+up": (2 * shared, dim),
+            "shared down": (dim, shared), "dense gate+up": (2 * sizes["intermediate_size"], dim),
+            "dense down": (dim, sizes["intermediate_size"]), "lm_head": (sizes["vocab_size"], dim),
+            "router (float32 out)": (sizes["n_routed_experts"], dim)}
+
+
+@torch.inference_mode()
+def dense_kernel_check(sizes: dict, device: str) -> list[dict]:
+    """Each dense projection of a batch-1 decode step: time per call in a captured graph and bytes/s,
+    cuBLAS for the bf16 ones (what the model runs), and for the router our float32-output GEMV
+    (model/kernels/gemv.py) against torch's float32 product, with its error."""
+    import torch.nn.functional as F
+
+    from model.kernels.gemv import linear_float32_partials
+
+    out = []
+    for name, (n, k) in dense_shapes(sizes).items():
+        weights = distinct_copies(lambda: torch.randn(n, k, device=device, dtype=torch.bfloat16), 2 * n * k)
+        x = torch.randn(1, k, device=device, dtype=torch.bfloat16)
+        row = {"matrix": name, "out": n, "in": k}
+        if name.startswith("router"):
+            torch_s = per_call_seconds(lambda w: F.linear(x.float(), w.float()), weights)
+            ours_s = per_call_seconds(lambda w: linear_float32_partials(x, w).sum(0), weights)
+            got = linear_float32_partials(x, weights[0]).sum(0)
+            row |= {"ours_us": ours_s * 1e6, "torch_float32_us": torch_s * 1e6,
+                    "error": relative_error(got, x.float() @ weights[0].float().T)}
+        else:
+            row["cublas_us"] = per_call_seconds(lambda w: F.linear(x, w), weights) * 1e6
+        row["bytes_s"] = 2 * n * k / (row.get("ours_us") or row["cublas_us"]) * 1e6
+        print("  " + json.dumps(row), flush=True)
+        out.append(row)
+    return out
 
 
 def run_config(name: str, batches: list[int], device: str, compile_layers: bool) -> dict:
@@ -303,9 +365,11 @@ def run_config(name: str, batches: list[int], device: str, compile_layers: bool)
     if device != "cpu":
         result["expert_gemv"] = expert_kernel_check(sizes, device)
         print(name, "expert GEMV", json.dumps(result["expert_gemv"]), flush=True)
+        result["dense_gemv_batch1"] = dense_kernel_check(sizes, device)
     if device != "cpu":
         torch.cuda.empty_cache()
     reference, ours = build_models(sizes, device, max(batches))
+    ours.merge_projections()
     config = ours.config
     result["parameters"] = sum(p.numel() for p in ours.parameters())
     result["bytes_per_token_batch1"] = bytes_per_token(ours, config)

@@ -3,7 +3,9 @@
 A decode step of a MoE model is hundreds of small kernels; launched one by one from Python the
 GPU idles between them. Replaying a captured graph launches them all at once. A graph fixes every
 shape and may not read device values on the host, so the model runs with `num_keys` (attention
-over a fixed number of cache positions, masked per row) and its sync-free paths (grouped experts).
+over a fixed number of cache positions, masked per row) and its sync-free paths (GEMV or grouped
+experts). Work the model puts on a second stream (the shared experts, `model/layers/moe.py`) is
+captured with its fork and join.
 
 Capture runs the step for real, writing the cache at position 0 of the captured slots: capture
 before any sequence occupies those slots (at start-up).

@@ -16,7 +16,8 @@ Two ways to compute the same attention from it:
     attention; cheap when many queries share the expansion.
   absorbed (decode, T = 1): q_nope . (W_uk c_kv) = (W_uk^T q_nope) . c_kv, so fold W_uk into the
     query (q_lat [r] per head) and W_uv into the output (attend over c_kv, then apply W_uv); the
-    cached latents are read once and never expanded.
+    cached latents are read once and never expanded. On a GPU with few (row, head) pairs the
+    attention over c_kv runs in Triton kernels (model/kernels/latent_attention.py).
 
 scale = 1/sqrt(d_nope + d_rope), times mscale(factor, mscale_all_dim)^2 under YaRN, and the rope
 cos/sin carry YaRN's attention factor: both as transformers computes them.
@@ -31,7 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config.deepseek import DeepseekConfig
+from model.kernels import latent_attention
 from model.layers.linear import Linear
+from model.layers.merged import merge_linears
 from model.layers.norm import RMSNorm
 from model.runtime import Runtime
 
@@ -131,6 +134,8 @@ class MultiHeadLatentAttention(nn.Module):
         self.kv_b_proj = LatentUpProjection(config.kv_lora_rank, heads * (self.d_nope + self.d_v), False,
                                             dtype)
         self.o_proj = Linear(heads * self.d_v, dim, config.attention_bias, dtype)
+        # [query input rows; kv_a rows] once merge_projections ran (model/layers/merged.py)
+        self.register_buffer("merged_input_proj", None, persistent=False)
         slots, length = runtime.max_batch_size, runtime.max_seq_len
         # Zero-filled, not empty: masked-out garbage (NaN) would still poison softmax(...) @ V.
         self.register_buffer("latent_cache", torch.zeros(slots, length, config.kv_lora_rank, dtype=dtype,
@@ -145,11 +150,12 @@ class MultiHeadLatentAttention(nn.Module):
 
         num_keys: a fixed L, read without a host sync (see DeepseekV3ForCausalLM.forward)."""
         batch, num_tokens, _ = x.shape
-        q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x))) if self.has_q_lora else self.q_proj(x)
+        q_input, kv_a = self._input_projections(x)
+        q = self.q_b_proj(self.q_a_layernorm(q_input)) if self.has_q_lora else q_input
         q = q.view(batch, num_tokens, self.num_heads, self.d_nope + self.d_rope)
         q_nope, q_pe = q.split([self.d_nope, self.d_rope], dim=-1)
         q_pe = apply_rope(q_pe, cos, sin, self.is_interleaved)
-        c_kv, k_pe = self.kv_a_proj_with_mqa(x).split([self.kv_lora_rank, self.d_rope], dim=-1)
+        c_kv, k_pe = kv_a.split([self.kv_lora_rank, self.d_rope], dim=-1)
         self.latent_cache[slots[:, None], positions] = self.kv_a_layernorm(c_kv)
         self.rope_key_cache[slots[:, None], positions] = apply_rope(k_pe[:, :, None], cos, sin,
                                                                     self.is_interleaved)[:, :, 0]
@@ -157,14 +163,39 @@ class MultiHeadLatentAttention(nn.Module):
         dynamic = num_keys is None
         if dynamic:
             num_keys = int(positions.max()) + 1
-        if dynamic and batch == 1:  # a view, no gather copy (it reads the slot number on the host)
-            c_kv_all = self.latent_cache[int(slots[0]), None, :num_keys]
-            k_pe_all = self.rope_key_cache[int(slots[0]), None, :num_keys]
+        if num_tokens == 1 and latent_attention.fits(x, self.num_heads, self.kv_lora_rank, self.d_rope):
+            # GPU decode: kernels that read each row's cache slot in place (model/kernels/latent_attention.py)
+            out_latent = latent_attention.latent_attention(
+                self._query_latent(q_nope), q_pe, self.latent_cache, self.rope_key_cache, slots, positions,
+                num_keys, softmax_scale)
+            out = self._values(out_latent)
         else:
-            c_kv_all, k_pe_all = self.latent_cache[slots, :num_keys], self.rope_key_cache[slots, :num_keys]
-        attend = self._absorbed if num_tokens == 1 else self._naive
-        out = attend(q_nope, q_pe, c_kv_all, k_pe_all, mask, softmax_scale)  # [B, T, H, d_v]
+            c_kv_all, k_pe_all = self._cached(slots, num_keys, dynamic)
+            attend = self._absorbed if num_tokens == 1 else self._naive
+            out = attend(q_nope, q_pe, c_kv_all, k_pe_all, mask, softmax_scale)  # [B, T, H, d_v]
         return self.o_proj(out.reshape(batch, num_tokens, self.num_heads * self.d_v))
+
+    def _cached(self, slots: torch.Tensor, num_keys: int, dynamic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows' latent and rope-key caches [B, num_keys, ...]."""
+        if dynamic and slots.shape[0] == 1:  # a view, no gather copy (it reads the slot number on the host)
+            slot = int(slots[0])
+            return self.latent_cache[slot, None, :num_keys], self.rope_key_cache[slot, None, :num_keys]
+        return self.latent_cache[slots, :num_keys], self.rope_key_cache[slots, :num_keys]
+
+    def _query_input_proj(self) -> nn.Module:
+        """The projection of x that feeds the query: q_a_proj with q LoRA, else q_proj itself."""
+        return self.q_a_proj if self.has_q_lora else self.q_proj
+
+    def _input_projections(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(query input projection, kv_a_proj_with_mqa) of x, by one matrix once merged."""
+        if self.merged_input_proj is None:
+            return self._query_input_proj()(x), self.kv_a_proj_with_mqa(x)
+        sizes = [self._query_input_proj().out_features, self.kv_a_proj_with_mqa.out_features]
+        return F.linear(x, self.merged_input_proj).split(sizes, dim=-1)
+
+    def merge_projections(self) -> None:
+        """The query's input projection and kv_a_proj_with_mqa as one matrix (model/layers/merged.py)."""
+        self.merged_input_proj = merge_linears(self._query_input_proj(), self.kv_a_proj_with_mqa)
 
     def _naive(self, q_nope, q_pe, c_kv_all, k_pe_all, mask, softmax_scale) -> torch.Tensor:
         batch, num_keys, _ = c_kv_all.shape
@@ -176,17 +207,27 @@ class MultiHeadLatentAttention(nn.Module):
                                              attn_mask=mask, scale=softmax_scale)
         return out.transpose(1, 2)
 
-    def _absorbed(self, q_nope, q_pe, c_kv_all, k_pe_all, mask, softmax_scale) -> torch.Tensor:
+    def _absorbed_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """W_uk [H, d_nope, r] and W_uv [H, d_v, r]: the per-head blocks of kv_b_proj."""
         w_kv_b = self.kv_b_proj.weight.view(self.num_heads, self.d_nope + self.d_v, self.kv_lora_rank)
-        w_uk, w_uv = w_kv_b[:, :self.d_nope], w_kv_b[:, self.d_nope:]
-        q_latent = torch.einsum("bthd,hdr->bhtr", q_nope, w_uk)
+        return w_kv_b[:, :self.d_nope], w_kv_b[:, self.d_nope:]
+
+    def _query_latent(self, q_nope: torch.Tensor) -> torch.Tensor:
+        """q_nope [B, T, H, d_nope] -> W_uk^T q_nope [B, H, T, r]."""
+        return torch.einsum("bthd,hdr->bhtr", q_nope, self._absorbed_weights()[0])
+
+    def _values(self, out_latent: torch.Tensor) -> torch.Tensor:
+        """Attended latents [B, T, H, r] -> W_uv out_latent [B, T, H, d_v]."""
+        return torch.einsum("bthr,hdr->bthd", out_latent, self._absorbed_weights()[1])
+
+    def _absorbed(self, q_nope, q_pe, c_kv_all, k_pe_all, mask, softmax_scale) -> torch.Tensor:
+        q_latent = self._query_latent(q_nope)
         scores = (torch.einsum("bhtr,blr->bhtl", q_latent, c_kv_all)
                   + torch.einsum("bthd,bld->bhtl", q_pe, k_pe_all)) * softmax_scale
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
         probs = scores.softmax(dim=-1, dtype=torch.float32).to(c_kv_all.dtype)
-        out_latent = torch.einsum("bhtl,blr->bthr", probs, c_kv_all)
-        return torch.einsum("bthr,hdr->bthd", out_latent, w_uv)
+        return self._values(torch.einsum("bhtl,blr->bthr", probs, c_kv_all))
 
     def reset_cache(self) -> None:
         self.latent_cache.zero_()

@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config.deepseek import DeepseekConfig
-from model.kernels.expert_gemv import GEMV_MAX_PAIRS, expert_gemv
+from model.kernels.gemv import GEMV_MAX_PAIRS, expert_gemv, linear_float32_partials
+from model.kernels.router import can_route, route
 from model.layers.linear import Linear
+from model.layers.merged import merge_linears
 from model.runtime import Runtime
 
 EXPERT_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
@@ -32,9 +34,18 @@ class FeedForward(nn.Module):
         self.gate_proj = Linear(dim, hidden, bias, dtype)
         self.up_proj = Linear(dim, hidden, bias, dtype)
         self.down_proj = Linear(hidden, dim, bias, dtype)
+        self.register_buffer("merged_gate_up", None, persistent=False)  # see merge_projections
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.merged_gate_up is None:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        else:
+            gate, up = F.linear(x, self.merged_gate_up).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+    def merge_projections(self) -> None:
+        """gate_proj and up_proj as one matrix (model/layers/merged.py)."""
+        self.merged_gate_up = merge_linears(self.gate_proj, self.up_proj)
 
 
 class Gate(nn.Module):
@@ -48,15 +59,21 @@ class Gate(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_experts, config.hidden_size, dtype=runtime.dtype,
                                                device=runtime.device), requires_grad=False)
         self.has_bias = self.topk_method == "noaux_tc"
+        self.drops_no_group = self.topk_method == "greedy" or self.topk_group == self.num_groups
         if self.has_bias:  # float32 whatever the runtime dtype: it decides near-ties between experts
             self.register_buffer("e_score_correction_bias",
                                  torch.zeros(num_experts, dtype=torch.float32, device=runtime.device))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [N, D] -> (weights [N, k] float32, expert ids [N, k])."""
-        logits = F.linear(x.float(), self.weight.float())
+        # float32 whatever the runtime dtype, as the references; partial sums over slices of D
+        partials = linear_float32_partials(x, self.weight)
+        if self.drops_no_group and can_route(partials):  # the rest in one kernel (model/kernels/router.py)
+            return route(partials, self.e_score_correction_bias if self.has_bias else None, self.top_k,
+                         self.scoring_func == "softmax", self.norm_topk_prob, self.routed_scaling_factor)
+        logits = partials.sum(dim=0)
         scores = logits.softmax(dim=-1) if self.scoring_func == "softmax" else logits.sigmoid()
-        if self.topk_method == "greedy" or self.topk_group == self.num_groups:  # no group is dropped
+        if self.drops_no_group:
             choice = scores if self.topk_method != "noaux_tc" else scores + self.e_score_correction_bias
         elif self.topk_method == "group_limited_greedy":
             group_rank = scores.unflatten(-1, (self.num_groups, -1)).amax(dim=-1)
@@ -202,13 +219,28 @@ def grouped_experts(x: torch.Tensor, weights: torch.Tensor, expert_ids: torch.Te
 
 def gemv_experts(x: torch.Tensor, weights: torch.Tensor, expert_ids: torch.Tensor, gate_up: torch.Tensor,
                  down: torch.Tensor, first_expert: int = 0) -> torch.Tensor:
-    """The same sum for a few pairs, each pair's expert read by a GEMV (model/kernels/expert_gemv.py);
+    """The same sum for a few pairs, each pair's expert read by a GEMV (model/kernels/gemv.py);
     pairs stay in token order, so nothing is sorted or scattered."""
     num_tokens, top_k = expert_ids.shape
     flat_ids = expert_ids.flatten()
     gate, up = expert_gemv(x.repeat_interleave(top_k, dim=0), gate_up, flat_ids, first_expert).chunk(2, dim=-1)
     pair_out = expert_gemv(F.silu(gate) * up, down, flat_ids, first_expert)  # other ranks' pairs: zero rows
     return (pair_out.view(num_tokens, top_k, -1) * weights[..., None]).sum(dim=1).to(x.dtype)
+
+
+@torch.compiler.disable  # stream switches stay out of torch.compile's graphs and run as written
+def _forked(stream: torch.cuda.Stream, fn, x: torch.Tensor) -> torch.Tensor:
+    """fn(x) enqueued on `stream` after what the current stream has enqueued so far."""
+    stream.wait_stream(torch.cuda.current_stream(x.device))
+    with torch.cuda.stream(stream):
+        return fn(x)
+
+
+@torch.compiler.disable
+def _joined(stream: torch.cuda.Stream, y: torch.Tensor) -> torch.Tensor:
+    """y once `stream` is done, for work of the current stream enqueued from now on."""
+    torch.cuda.current_stream(y.device).wait_stream(stream)
+    return y
 
 
 class MoE(nn.Module):
@@ -219,9 +251,23 @@ class MoE(nn.Module):
         shared_hidden = config.moe_intermediate_size * config.n_shared_experts
         self.shared_experts = (FeedForward(config.hidden_size, shared_hidden, config.mlp_bias, runtime.dtype)
                                if config.n_shared_experts else None)
+        # On a GPU the shared experts run on a second stream, beside the router and the routed
+        # experts: at batch 1 each of these kernels is short enough that its start-up and tail are a
+        # large part of it, and two independent chains hide each other's (docs/gpu.md). A captured
+        # CUDA graph keeps the fork and the join. Memory is safe without record_stream: the input
+        # lives until after the join, and the side stream's next work waits for this one's sum.
+        self.side_stream = (torch.cuda.Stream(runtime.device)
+                            if self.shared_experts is not None and runtime.device != "cpu" else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shared_experts is None:
+            return self._routed(x)
+        if self.side_stream is None:
+            return self._routed(x) + self.shared_experts(x)
+        shared = _forked(self.side_stream, self.shared_experts, x)
+        return self._routed(x) + _joined(self.side_stream, shared)
+
+    def _routed(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
         weights, expert_ids = self.gate(flat)
-        out = self.experts(flat, weights, expert_ids).view(x.shape)
-        return out if self.shared_experts is None else out + self.shared_experts(x)
+        return self.experts(flat, weights, expert_ids).view(x.shape)

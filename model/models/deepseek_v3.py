@@ -126,6 +126,17 @@ class DeepseekV3ForCausalLM(nn.Module):
                     if f"{e}.{p}" not in loaded[name]]
         if missing:
             raise KeyError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[:5]}")
+        # On a GPU a decode step is launch-bound, so one GEMV per input beats two. Not on the CPU,
+        # where models may still be sharded after loading (model/parallel.py; see merge_projections).
+        if self.runtime.device != "cpu":
+            self.merge_projections()
+
+    def merge_projections(self) -> None:
+        """Each layer's projections of one input as one matrix (model/layers/merged.py): q_proj or
+        q_a_proj with kv_a_proj_with_mqa, gate_proj with up_proj. After loading and any sharding."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "merge_projections"):
+                module.merge_projections()
 
     def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         """HF-named tensors of a saved copy of this model (quantized modules save their own format)."""

@@ -98,12 +98,16 @@ def test_single_row_decode_and_chunked_prefill_match_transformers(checkpoint):
     assert relative_error(torch.stack(decoded), want[14:]) <= TOLERANCE
 
 
-def test_sync_free_decode_path_matches_transformers(checkpoint):
+@pytest.mark.parametrize("merged", [False, True], ids=["separate", "merged-projections"])
+def test_sync_free_decode_path_matches_transformers(checkpoint, merged):
     """What a CUDA graph replays, run on the CPU: GEMV experts (decode, few pairs) and grouped-GEMM
     experts (the longer prefill), attention over a fixed number of cache positions (masked per row),
-    rows at different positions in slots not 0..B-1."""
+    rows at different positions in slots not 0..B-1; and, as a GPU load has them, q/kv_a and
+    gate/up projections merged into one matrix each."""
     reference, folder = checkpoint
     ours, _, _ = load_model(folder, dtype="float32", max_batch_size=3, max_seq_len=64)
+    if merged:
+        ours.merge_projections()
     for module in ours.modules():
         if hasattr(module, "sync_free"):
             module.sync_free = True
@@ -158,9 +162,12 @@ def test_config_maps_routing_and_rope_fields(checkpoint):
     assert not any(config.is_moe_layer(i) for i in range(config.first_k_dense_replace))
 
 
-def test_saved_tensors_reproduce_the_checkpoint_names_and_values(checkpoint):
+@pytest.mark.parametrize("merged", [False, True], ids=["separate", "merged-projections"])
+def test_saved_tensors_reproduce_the_checkpoint_names_and_values(checkpoint, merged):
     _, folder = checkpoint
     ours, _, _ = load_model(folder, dtype="float32", max_batch_size=1, max_seq_len=8)
+    if merged:
+        ours.merge_projections()
     saved = ours.checkpoint_tensors()
     original = dict(iter_safetensors(folder))
     if ours.config.tie_word_embeddings:
