@@ -191,10 +191,14 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
     from ingest.embed import min_relevant_cosine
     from ingest.tasks import configured_embedder
     from rag import eval as qa_eval
+    from rag.eval_data import qa_set_dirs
+    from rag.eval_kb import VectorCache
+    from rag.eval_report import markdown_table, plot, question_log, report_json
     from rag.answer import AnswerConfig
     from rag.llm import ChatClient
+    from rag.rerank import load_reranker
 
-    dirs = qa_eval.qa_set_dirs(args.dirs)
+    dirs = qa_set_dirs(args.dirs)
     out = args.json or settings.data_dir / "eval" / f"{'+'.join(d.name for d in dirs)}.json"
     bars: dict[str, tqdm] = {}
 
@@ -205,8 +209,11 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
     options = qa_eval.EvalOptions(
         limit=args.limit, seed=args.seed, generate=not args.no_generate, ablation=args.ablation,
         oracle=args.oracle, top_k=args.top_k or settings.top_k, parallel=args.parallel,
+        rerank_candidates=settings.rerank_candidates,
     )
     embedder = configured_embedder(settings)
+    # As the API does: a configured reranker reorders the fused ranking (its gain is a row of the table).
+    reranker = load_reranker(settings.reranker_folder) if settings.reranker_folder is not None else None
     with ExitStack() as stack:
         chat = answer_config = None
         if options.generate:
@@ -223,19 +230,22 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
         evaluation = qa_eval.evaluate(
             dirs, embedder=embedder, work_dir=work_dir,
             chunk_config=ChunkConfig(settings.chunk_tokens, settings.chunk_overlap_tokens),
-            cache=qa_eval.VectorCache(settings.data_dir / "eval-cache", settings.embedder),
-            options=options, chat=chat, answer_config=answer_config, progress=progress,
+            cache=VectorCache(settings.data_dir / "eval-cache", settings.embedder),
+            options=options, chat=chat, answer_config=answer_config, reranker=reranker, progress=progress,
         )
     for bar in bars.values():
         bar.close()
     rows = evaluation.rows()
-    print(qa_eval.markdown_table(rows))
-    report = qa_eval.report_json(rows)
+    print(markdown_table(rows))
+    report = report_json(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    qa_eval.plot(rows, out.with_suffix(".png"), title=f"zhiku eval: {', '.join(evaluation.set_names)}")
+    log = out.with_suffix(".questions.jsonl")
+    log.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in question_log(evaluation.results)),
+                   encoding="utf-8")
+    plot(rows, out.with_suffix(".png"), title=f"zhiku eval: {', '.join(evaluation.set_names)}")
     stages = ", ".join(f"{name} {s:.0f} s" for name, s in evaluation.seconds.items())
-    print(f"\n{out} and {out.with_suffix('.png').name}; {time.perf_counter() - started:.0f} s ({stages})",
+    print(f"\n{out}, {out.with_suffix('.png').name} and {log.name}; {time.perf_counter() - started:.0f} s ({stages})",
           file=sys.stderr)
 
 
@@ -360,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-generate", action="store_true", help="retrieval only: no model server")
     evaluate.add_argument("--json", type=Path, default=None, metavar="OUT",
                           help="default data/eval/<sets>.json; the plot goes next to it (.png)")
-    evaluate.add_argument("--ablation", action="store_true", help="also rank with dense only and BM25 only")
+    evaluate.add_argument("--ablation", action="store_true", help="also rank with RRF fusion, dense only and BM25 only")
     evaluate.add_argument("--oracle", action="store_true", help="also answer from the gold passages")
     evaluate.add_argument("--top-k", type=int, default=None, help="sources given to the model")
     evaluate.add_argument("--parallel", type=int, default=1, help="questions answered at once")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 class LoginRequest(BaseModel):
@@ -142,7 +143,46 @@ class JobPublic(BaseModel):
     attempts: int
 
 
+def _as_utc(value: datetime) -> datetime:
+    """A date or time without a zone is UTC (what the server stores), not the server's local time."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+UTCDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+# An extension as in the file name ("pdf", ".PDF"), stored lowercased without the dot.
+FileType = Annotated[str, Field(pattern=r"^\.?[A-Za-z0-9]{1,16}$"),
+                     AfterValidator(lambda file_type: file_type.lstrip(".").lower())]
+
+
+class AskFilters(BaseModel):
+    """Which documents a question may draw on, besides the ACL. An absent field does not narrow;
+    semantics in docs/retrieval.md ("Filter semantics")."""
+
+    file_types: list[FileType] = Field(default_factory=list, max_length=50)  # any of these extensions
+    created_from: UTCDatetime | None = None  # first uploaded at or after
+    created_to: UTCDatetime | None = None  # first uploaded before (exclusive)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> "AskFilters":
+        if self.created_from and self.created_to and self.created_from >= self.created_to:
+            raise ValueError("created_from must be before created_to")
+        return self
+
+    @property
+    def is_narrowing(self) -> bool:
+        return bool(self.file_types or self.created_from or self.created_to)
+
+
+class ChatTurn(BaseModel):
+    # No "system": a client must not replace the answer rules.
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=8000)
+
+
 class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=4000)
     kb_ids: list[int] = Field(min_length=1)
     top_k: int | None = Field(default=None, ge=1, le=50)
+    # The conversation so far, oldest first; the server keeps the last `history_max_messages`.
+    history: list[ChatTurn] = Field(default_factory=list, max_length=100)
+    filters: AskFilters | None = None

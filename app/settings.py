@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     chunk_tokens: int = 400
     chunk_overlap_tokens: int = 60
     top_k: int = 5
+    # A follow-up question ("它的保修期多久?") is rewritten by the answer model into a standalone one
+    # for retrieval; one short extra model call per question that comes with a chat history.
+    rewrite_followups: bool = True
+    # Chat history kept per question (the last messages, each clipped): bounds the prompt, which
+    # also holds top_k sources, within the model's context.
+    history_max_messages: int = 6
+    history_max_chars: int = 1000
+    # Optional cross-encoder reranker: a local folder (absolute, or a name under models_dir) with
+    # safetensors weights; loaded at startup. None: the fused ranking is final.
+    reranker_path: Path | None = None
+    rerank_candidates: int = 20  # the first N fused results the reranker rescores
 
     max_upload_bytes: int = 200 * 1024 * 1024
     extract_timeout_s: float = 300.0
@@ -112,6 +123,13 @@ class Settings(BaseSettings):
     @property
     def llm_model_path(self) -> Path:
         path = Path(self.llm_model)
+        return path if path.is_absolute() else self.models_dir / path
+
+    @property
+    def reranker_folder(self) -> Path | None:
+        path = self.reranker_path
+        if path is None:
+            return None
         return path if path.is_absolute() else self.models_dir / path
 
     @property

@@ -33,6 +33,10 @@ from ingest.chunk import ChunkConfig
 from ingest.embed import Embedder, min_relevant_cosine
 from ingest.tasks import configured_embedder
 from rag import eval as qa_eval
+from rag.eval_data import passage_text, question_text
+from rag.eval_kb import VectorCache
+from rag.eval_metrics import RANK_DEPTH, QuestionResult
+from rag.eval_report import HYBRID, metric
 from rag.answer import AnswerConfig, is_refusal
 from rag.llm import ChatClient
 from rag.prompt import refusal_text
@@ -47,7 +51,7 @@ CHUNK_OVERLAP = 50
 class LangChainEmbeddings(Embeddings):
     """Our embedder (its own query/document prompts) behind LangChain's interface."""
 
-    def __init__(self, embedder: Embedder, cache: qa_eval.VectorCache) -> None:
+    def __init__(self, embedder: Embedder, cache: VectorCache) -> None:
         self._embedder = embedder
         self._cache = cache
 
@@ -66,7 +70,7 @@ def _progress(stage: str, done: int, total: int) -> None:
 def build_baseline(passages: list[dict], embeddings: LangChainEmbeddings) -> FAISS:
     splitter = RecursiveCharacterTextSplitter(chunk_size=CHUNK_CHARS, chunk_overlap=CHUNK_OVERLAP)
     documents = splitter.split_documents(
-        [Document(page_content=qa_eval.passage_text(p), metadata={"passage": p["id"]}) for p in passages]
+        [Document(page_content=passage_text(p), metadata={"passage": p["id"]}) for p in passages]
     )
     return FAISS.from_documents(documents, embeddings)
 
@@ -81,13 +85,13 @@ def naive_messages(question: str, documents: list[Document]) -> list[dict]:
 def run_baseline(
     store: FAISS, questions: list[tuple[str, dict]], *, chat: ChatClient | None, config: AnswerConfig | None,
     top_k: int, parallel: int,
-) -> list[qa_eval.QuestionResult]:
+) -> list[QuestionResult]:
     results, retrieved = [], []
     for set_name, q in questions:
         started = time.perf_counter()
-        documents = store.similarity_search(q["question"], k=qa_eval.RANK_DEPTH)
+        documents = store.similarity_search(question_text(q), k=RANK_DEPTH)
         ranked = [d.metadata["passage"] for d in documents]
-        results.append(qa_eval.QuestionResult(
+        results.append(QuestionResult(
             set_name=set_name, system=BASELINE, answerable=not q["is_impossible"],
             gold=frozenset(q["context_ids"]), answers=tuple(q["answers"]), ranked=ranked,
             latency_s=time.perf_counter() - started))
@@ -97,7 +101,7 @@ def run_baseline(
 
     def answer_one(i: int) -> None:
         started = time.perf_counter()
-        messages = naive_messages(questions[i][1]["question"], retrieved[i])
+        messages = naive_messages(question_text(questions[i][1]), retrieved[i])
         text = "".join(d.content for d in chat.stream(messages, max_tokens=config.max_tokens,
                                                       temperature=config.temperature)).strip()
         results[i].latency_s += time.perf_counter() - started
@@ -114,12 +118,12 @@ def ratio_lines(rows: list[dict]) -> list[str]:
     lines = []
     for (scope, system), ours in by.items():
         theirs = by.get((scope, BASELINE))
-        if system != qa_eval.HYBRID or theirs is None:
+        if system != HYBRID or theirs is None:
             continue
         parts = []
         for name, path in (("R@1", ("retrieval", "recall@1")), ("R@5", ("retrieval", "recall@5")),
                            ("MRR", ("retrieval", "mrr")), ("F1", ("answer", "f1"))):
-            a, b = qa_eval.metric(ours, path), qa_eval.metric(theirs, path)
+            a, b = metric(ours, path), metric(theirs, path)
             if a is not None and b:
                 parts.append(f"{name} ×{a / b:.3f}")
         lines.append(f"- {scope}: " + ", ".join(parts))
@@ -139,7 +143,7 @@ def main() -> None:
 
     settings = load_settings()
     embedder = configured_embedder(settings)
-    cache = qa_eval.VectorCache(settings.data_dir / "eval-cache", settings.embedder)
+    cache = VectorCache(settings.data_dir / "eval-cache", settings.embedder)
     options = qa_eval.EvalOptions(limit=args.limit, seed=args.seed, generate=not args.no_generate,
                                   oracle=args.oracle, top_k=settings.top_k, parallel=args.parallel)
     chat = answer_config = None

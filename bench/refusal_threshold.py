@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ingest.embed import load_embedder
-from rag.eval import passage_text, read_jsonl
+from rag.eval_data import passage_text, read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 QA_DIR = REPO.parent / "shared" / "evaldata" / "qa"

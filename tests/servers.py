@@ -59,10 +59,12 @@ def model_server(model_file: Path, log: Path, *args: str, timeout_s: float = 900
             process.wait()
 
 
-def ask_events(client: httpx.Client, question: str, kb_ids: list[int]) -> list[tuple[str, dict]]:
-    """POST /api/ask and collect its Server-Sent Events as (type, data) pairs."""
+def ask_events(client: httpx.Client, question: str, kb_ids: list[int],
+               **fields: object) -> list[tuple[str, dict]]:
+    """POST /api/ask (any further body `fields` too) and collect its Server-Sent Events as (type, data) pairs."""
     events: list[tuple[str, dict]] = []
-    with client.stream("POST", "/api/ask", json={"question": question, "kb_ids": kb_ids}) as response:
+    body = {"question": question, "kb_ids": kb_ids, **fields}
+    with client.stream("POST", "/api/ask", json=body) as response:
         response.raise_for_status()
         event_type = None
         for line in response.iter_lines():

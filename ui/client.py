@@ -130,9 +130,12 @@ class ZhikuClient:
             raise _api_error(response)
         return response.content
 
-    def ask(self, question: str, kb_ids: Sequence[int], top_k: int | None = None) -> Iterator[tuple[str, dict]]:
-        """Server-Sent Events as (event type, data) pairs, as they arrive."""
-        body = {"question": question, "kb_ids": list(kb_ids), "top_k": top_k}
+    def ask(self, question: str, kb_ids: Sequence[int], top_k: int | None = None, *,
+            history: Sequence[dict] = (), filters: dict | None = None) -> Iterator[tuple[str, dict]]:
+        """Server-Sent Events as (event type, data) pairs, as they arrive. `history`: the earlier
+        {"role", "content"} messages; `filters`: file_types / created_from / created_to."""
+        body = {"question": question, "kb_ids": list(kb_ids), "top_k": top_k, "history": list(history),
+                "filters": filters}
         try:
             with self._http.stream("POST", "/api/ask", json=body) as response:
                 if response.status_code >= 400:

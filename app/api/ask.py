@@ -18,7 +18,9 @@ def ask(body: AskRequest, request: Request, session: SessionDep, user: CurrentUs
     answering = request.app.state.answering
 
     def events() -> Iterator[str]:
-        for event in answering.stream(body.question, body.kb_ids, top_k=body.top_k, user=user):
+        history = [turn.model_dump() for turn in body.history]
+        for event in answering.stream(body.question, body.kb_ids, top_k=body.top_k, user=user,
+                                      history=history, filters=body.filters):
             yield f"event: {event.type}\ndata: {json.dumps(event.data, ensure_ascii=False)}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -7,7 +7,7 @@ import pytest
 
 from ingest.embed import load_embedder
 from ingest.index import KBIndex
-from rag.retrieve import Query, RetrieveConfig, merge_by_score, reciprocal_rank_fusion, retrieve
+from rag.retrieve import Query, RetrieveConfig, merge_by_score, reciprocal_rank_fusion, retrieve, zscore_fusion
 
 FAST_EMBEDDER = "multilingual-e5-small"
 
@@ -27,8 +27,31 @@ def test_rrf_weight_zero_ignores_a_ranker():
     assert fused[1] > fused[2]
 
 
+def test_zscore_fusion_keeps_a_clear_lead_that_rrf_would_flatten():
+    # Dense is sure of 1 (far ahead); BM25 mildly prefers 2. RRF 1:1 cannot tell these apart and
+    # falls to the tie-break; standardised scores keep dense's margin.
+    dense = [(1, 0.90), (2, 0.50), (3, 0.49), (4, 0.48)]
+    bm25 = [(2, 10.0), (1, 9.0), (3, 8.0), (4, 7.0)]
+    fused = zscore_fusion([(dense, 0.5), (bm25, 0.5)])
+    assert max(fused, key=fused.get) == 1
+    rrf = reciprocal_rank_fusion([([i for i, _ in dense], 1.0), ([i for i, _ in bm25], 1.0)], k=60)
+    assert rrf[1] == pytest.approx(rrf[2])
+
+
+def test_zscore_fusion_ranks_a_chunk_one_list_missed_below_that_lists_candidates():
+    fused = zscore_fusion([([(1, 0.9), (2, 0.1)], 1.0), ([(3, 5.0), (1, 1.0)], 1.0)])
+    assert set(fused) == {1, 2, 3}
+    # z of each two-item list is ±1. 2 is missing from BM25's list: it gets BM25's lowest z (that of
+    # 1), not a free zero; likewise 3 gets dense's lowest.
+    assert fused == pytest.approx({1: 1.0 - 1.0, 2: -1.0 - 1.0, 3: 1.0 - 1.0})
+
+
+def test_zscore_fusion_weight_zero_ignores_a_ranker():
+    assert set(zscore_fusion([([(1, 0.9)], 1.0), ([(2, 3.0)], 0.0)])) == {1}
+
+
 def test_merge_by_score_interleaves_indexes():
-    assert merge_by_score([[(1, 0.9), (2, 0.5)], [(3, 0.7)]], limit=2) == [1, 3]
+    assert merge_by_score([[(1, 0.9), (2, 0.5)], [(3, 0.7)]], limit=2) == [(1, 0.9), (3, 0.7)]
 
 
 PASSAGES_KB1 = {

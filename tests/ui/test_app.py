@@ -3,6 +3,7 @@ stack is exercised in tests/e2e/test_browser.py."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -19,6 +20,7 @@ class StandInClient:
         self.user = {"id": 1, "username": "admin", "role": "admin"} if logged_in else None
         self.refuse = refuse
         self.questions: list[tuple[str, list[int]]] = []
+        self.asked: list[dict] = []  # history and filters of each question
         self.documents = [
             {"id": 1, "kb_id": 1, "filename": "运维指南.md", "size_bytes": 2048, "version": 1, "state": "indexed",
              "error": None, "num_chunks": 4, "progress": 1.0},
@@ -52,9 +54,12 @@ class StandInClient:
         self.document_readers = (document_id, readers)
         return {"readers": readers, "inherited": not readers}
 
-    def ask(self, question: str, kb_ids: list[int], top_k: int | None = None):  # noqa: ANN201
+    def ask(self, question: str, kb_ids: list[int], top_k: int | None = None, *,  # noqa: ANN201
+            history: list[dict] = (), filters: dict | None = None):
         self.questions.append((question, list(kb_ids)))
-        yield "sources", {"sources": []}
+        self.asked.append({"history": list(history), "filters": filters})
+        rewritten = f"知库{question}" if history else question
+        yield "sources", {"sources": [], "searched_query": rewritten, "rewritten": rewritten != question}
         if self.refuse:
             text = "资料中没有找到答案。"
             yield "token", {"text": text}
@@ -100,6 +105,28 @@ def test_a_question_shows_the_streamed_answer_and_its_citation() -> None:
     assert client.questions == [("如何备份数据？", [1])]
     assert any("复制整个数据目录即可 [1]" in m.value for m in at.markdown)
     assert any("运维指南.md" in e.label for e in at.expander)
+
+
+def test_a_follow_up_sends_the_chat_so_far_and_shows_the_searched_question() -> None:
+    client = StandInClient()
+    at = app_with(client).run()
+    at.chat_input(key="ask_input").set_value("如何备份数据？").run()
+    at.chat_input(key="ask_input").set_value("多久一次？").run()
+    assert client.asked[0] == {"history": [], "filters": None}
+    assert client.asked[1]["history"] == [{"role": "user", "content": "如何备份数据？"},
+                                          {"role": "assistant", "content": "复制整个数据目录即可 [1]。"}]
+    assert any("知库多久一次？" in c.value for c in at.caption)
+
+
+def test_sidebar_filters_go_with_the_question() -> None:
+    client = StandInClient()
+    at = app_with(client).run()
+    at.text_input(key="ask_types").input("pdf， .DOCX").run()
+    at.date_input(key="ask_dates").set_value((date(2026, 11, 1), date(2026, 11, 30))).run()
+    at.chat_input(key="ask_input").set_value("如何备份数据？").run()
+    assert client.asked[0]["filters"] == {"file_types": ["pdf", ".DOCX"],
+                                          "created_from": "2026-11-01T00:00:00+00:00",
+                                          "created_to": "2026-12-01T00:00:00+00:00"}
 
 
 def test_a_refusal_is_shown_plainly() -> None:
@@ -165,8 +192,8 @@ class AuditStandIn(StandInClient):
                  "question": "年假几天？", "answer": "15 天 [1]。", "cited_chunk_ids": [42], "is_positive": False,
                  "comment": "少了调休"}]
 
-    def ask(self, question: str, kb_ids: list[int], top_k: int | None = None):  # noqa: ANN201
-        for kind, data in super().ask(question, kb_ids, top_k):
+    def ask(self, question: str, kb_ids: list[int], top_k: int | None = None, **kwargs):  # noqa: ANN201
+        for kind, data in super().ask(question, kb_ids, top_k, **kwargs):
             yield kind, ({**data, "question_id": 77} if kind == "done" else data)
 
     def submit_feedback(self, question_id: int, *, is_positive: bool, question: str, answer: str,
