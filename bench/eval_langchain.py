@@ -36,7 +36,7 @@ from rag import eval as qa_eval
 from rag.eval_data import passage_text, question_text
 from rag.eval_kb import VectorCache
 from rag.eval_metrics import RANK_DEPTH, QuestionResult
-from rag.eval_report import HYBRID, metric
+from rag.eval_report import HYBRID, markdown_table, metric, plot
 from rag.answer import AnswerConfig, is_refusal
 from rag.llm import ChatClient
 from rag.prompt import refusal_text
@@ -169,7 +169,7 @@ def main() -> None:
                                           top_k=settings.top_k, parallel=args.parallel)
     baseline_s = time.perf_counter() - started
     rows = ours.rows()
-    print(qa_eval.markdown_table(rows))
+    print(markdown_table(rows))
     print("\nZhiku / LangChain baseline:\n" + "\n".join(ratio_lines(rows)))
     out = REPO / "bench" / "results" / f"{args.out}.json"
     out.write_text(json.dumps({
@@ -181,7 +181,7 @@ def main() -> None:
                     "baseline_total": baseline_s},
         "rows": rows,
     }, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    qa_eval.plot(rows, out.with_suffix(".png"), title="Zhiku vs LangChain baseline")
+    plot(rows, out.with_suffix(".png"), title="Zhiku vs LangChain baseline")
     print(f"\n{out}", file=sys.stderr)
 
 

@@ -3,10 +3,10 @@
 
 Batch 1, greedy, every runtime in its own child process (so each one's peak RSS is its own), one
 after another in one run, for each thread count (the machine is shared: compare the ratios, not the
-absolute numbers). Prints a markdown table, saves JSON to bench/results/ and, with --plot, a PNG.
+absolute numbers). Prints a markdown table, saves JSON to bench/results/ and a PNG to docs/model_cpu.png.
 
     python bench/model_cpu.py --threads 1,2 --prompt-tokens 400 --new-tokens 64 \\
-        --variants int4,int8,bf16,transformers,llama.cpp --plot docs/model_cpu.png
+        --variants int4,int8,bf16,transformers,llama.cpp
 
 llama.cpp is not a dependency of Zhiku; for its row: `pip install -c constraints.txt llama-cpp-python==0.3.36`
 (compiles llama.cpp for this CPU, ~15 minutes on 2 cores).
@@ -86,8 +86,13 @@ def bench_ours(path: Path, quant: str | None, prompt: list[int], new_tokens: int
 
     run(prompt[:WARMUP_PROMPT_TOKENS], 4)
     ttft_s, decode_s, out = run(prompt, new_tokens)
-    return _row(f"ours {quant or 'bf16'}", load_s, len(prompt), ttft_s, new_tokens, decode_s,
-                weight_bytes_per_token(model, model.model.embed_tokens.weight), out)
+    row = _row(f"ours {quant or 'bf16'}", load_s, len(prompt), ttft_s, new_tokens, decode_s,
+               weight_bytes_per_token(model, model.model.embed_tokens.weight), out)
+    if quant == "int4":  # which path this process's prefill took (model/layers/linear.py decides per CPU)
+        from model.layers.linear import expands_int4
+
+        row["int4_prefill"] = "expanded bf16 GEMM" if expands_int4(len(prompt)) else "int4 kernel"
+    return row
 
 
 def bench_transformers(path: Path, prompt: list[int], new_tokens: int) -> dict:
@@ -277,7 +282,8 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=400)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--variants", default="int4,int8,bf16,transformers,llama.cpp")
-    parser.add_argument("--plot", type=Path, help="write a PNG of the results here")
+    parser.add_argument("--plot", type=Path, default=REPO / "docs" / "model_cpu.png",
+                        help="write a PNG of the results here (default: the one docs/benchmarks.md shows); '' for none")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--prompt-ids", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -285,6 +291,7 @@ def main() -> None:
         args.threads = int(args.threads)
         return run_child(args)
 
+    load_at_start = os.getloadavg()[0]
     thread_counts = [int(n) for n in args.threads.split(",")]
     prompt = prompt_tokens(args.model, args.prompt_tokens)
     bandwidth, rows = {}, []
@@ -296,7 +303,8 @@ def main() -> None:
             print(f"done: {rows[-1]['name']}, {threads} threads", flush=True)
 
     machine = (f"{cpu_name()}, {os.cpu_count()} cores, AMX {'yes' if torch.cpu._is_amx_tile_supported() else 'no'}, "
-               f"load average {os.getloadavg()[0]:.1f} at the end")
+               f"AVX512-BF16 {'yes' if torch.cpu._is_avx512_bf16_supported() else 'no'}, "
+               f"load average {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     print(f"\n{args.model.name}, batch 1, prompt {len(prompt)} tokens, {args.new_tokens} new tokens, "
           f"{machine}, copy bandwidth " + ", ".join(f"{bandwidth[n] / 1e9:.1f} GB/s at {n} threads" for n in thread_counts)
           + "\n")
@@ -308,7 +316,7 @@ def main() -> None:
     out = results / f"model_cpu_{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"\nsaved {out}")
-    if args.plot:
+    if args.plot != Path(""):  # --plot ''
         plot(result, args.plot)
         print(f"plot {args.plot}")
 

@@ -20,13 +20,27 @@ from model.quant import pack_nibbles, quantize_int4, quantize_int8, unpack_nibbl
 KERNEL_DTYPE = torch.bfloat16
 _KERNEL_ROW_BLOCK = 64  # the int4 kernel packs output channels in blocks of 64
 _PACK_ROWS = 64 * _KERNEL_ROW_BLOCK  # rows per conversion into the kernel layout (a multiple of 64)
-# From this many input rows on, an int4 layer expands its weight and runs a bf16 GEMM instead of the
-# int4 kernel, where the CPU has AMX (break-even near 200 rows for 1536x8960 on a 2-core Xeon with
-# AMX). Without AMX the bf16 GEMM is barely faster than the int4 kernel, so expanding the weight on
-# every call only adds work: on the AVX-512 Xeon of docs/benchmarks.md a 400-token prefill of the
-# 1.5B model took 27 s through the kernel, 71 s expanded (49 s with the expansion compiled by inductor).
-DEQUANTIZE_FROM_ROWS = 192
-EXPAND_FOR_LONG_INPUTS = torch.cpu._is_amx_tile_supported()
+# Long inputs (prefill) run an int4 layer as a bf16 GEMM on its weight expanded for that call (no
+# bf16 copy is kept: resident memory stays 4-bit) where the CPU has a bf16 dot product (AVX512-BF16 or
+# AMX), from EXPAND_FROM_ROWS rows on; shorter inputs, and every input elsewhere, take the int4 kernel.
+# Measured with bench/int4_gemm.py on a 2-core AMD EPYC Zen 4 (AVX512-BF16, no AMX), 1 thread, for the
+# 1.5B model's 8960x1536 gate/up at 400 rows: int4 kernel 129 ms, bf16 F.linear 52 ms, expand + GEMM
+# 65 ms (break-even near 70 rows for the large matrices, 90 for 1536x1536). Its 400-token int4 prefill
+# went from ~0.5x transformers bf16 (kernel) to 0.82x (docs/benchmarks.md). On the AVX512-BF16 Xeon
+# measured before, the GEMM was only 1.2x faster than the kernel (133 vs 164 ms, 1536x8960, 400 rows)
+# and the expansion then ~3x slower than this one, so it stayed on the kernel; with this expansion
+# (~12 ms for 1536x8960) the estimate there is even at 128 rows, ~10% faster at 400 (not re-measured).
+# Without a bf16 dot product oneDNN computes bf16 GEMMs in fp32, like the kernel: nothing to win.
+# A timing of both paths at startup was tried instead and dropped: on this shared machine a busy
+# moment made a process pick the kernel for its whole life, and the two paths round differently, so
+# a restart could change greedy outputs. EXPAND_FROM_ROWS stays above any decode batch, and prefill
+# runs one request at a time, so a request's path depends on its own prompt length only.
+EXPAND_FROM_ROWS = 128
+_CPU_HAS_BF16_DOT = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+# The weight is expanded a slice of output channels at a time, each ~1 MB of bf16 (this CPU's L2), so
+# the expansion's elementwise passes run in cache: 1 MB slices took a 1.5B block's 7 projections at 400
+# rows in 237 ms, whole matrices in 277 ms (1 thread). It also bounds the transient of a large LM head.
+_EXPAND_MAX_ELEMENTS = 1 << 19
 
 
 def _copy_checked(dst: torch.Tensor, src: torch.Tensor, what: str) -> None:
@@ -162,36 +176,53 @@ class Int4WeightOnlyLinear(_LoadableLinear):
         out = {"qweight": pack_nibbles(self.int4_values().to(torch.int32)), "scales_and_zeros": self.scales_and_zeros}
         return out | ({} if self.bias is None else {"bias": self.bias.data})
 
-    def dequantized_transposed(self) -> torch.Tensor:
-        """The weight as [in, out] in the kernel dtype: (q - 8) * scale + zero, per group.
+    def dequantized_transposed(self, rows: slice = slice(None)) -> torch.Tensor:
+        """The weight of output channels `rows` (whole blocks of 64) as [in, len(rows)] in the kernel
+        dtype: (q - 8) * scale + zero, per group.
 
         Written straight from the kernel layout ([out/64, in, 32] bytes, see `int4_values`) into
         [in, out/64, 64], so no pass permutes the expanded weight, and scaled in place.
         """
-        num_blocks = self.out_features // _KERNEL_ROW_BLOCK
-        half = _KERNEL_ROW_BLOCK // 2
-        blocks = self.packed.reshape(num_blocks, self.in_features, half)
+        first, stop, _ = rows.indices(self.out_features)
+        num_blocks, half = (stop - first) // _KERNEL_ROW_BLOCK, _KERNEL_ROW_BLOCK // 2
+        blocks = self.packed[first:stop].reshape(num_blocks, self.in_features, half)
         weight_t = torch.empty(self.in_features, num_blocks, _KERNEL_ROW_BLOCK, dtype=KERNEL_DTYPE)
         as_blocks = weight_t.permute(1, 0, 2)
         as_blocks[..., :half] = blocks & 0xF
         as_blocks[..., half:] = blocks >> 4
-        groups = self.in_features // self.group_size
-        scales, zeros = self.scales_and_zeros.reshape(groups, num_blocks, _KERNEL_ROW_BLOCK, 2).unbind(-1)
-        by_group = weight_t.view(groups, self.group_size, num_blocks, _KERNEL_ROW_BLOCK)
-        by_group.mul_(scales[:, None]).add_((zeros - 8 * scales)[:, None])
-        return weight_t.view(self.in_features, self.out_features)
+        # Contiguous copies of the scales: read in place (every other bf16 of scales_and_zeros) they
+        # take the in-place ops off their vectorised loop, which made the expansion 2-3x slower.
+        scales = self.scales_and_zeros[:, first:stop, 0].contiguous()
+        offsets = self.scales_and_zeros[:, first:stop, 1] - 8 * scales
+        by_group = weight_t.view(self.in_features // self.group_size, self.group_size, stop - first)
+        by_group.mul_(scales[:, None]).add_(offsets[:, None])
+        return weight_t.view(self.in_features, stop - first)
+
+    def kernel_mm(self, x2: torch.Tensor) -> torch.Tensor:
+        """x2 [rows, in] (kernel dtype) @ W^T through torch's int4 kernel."""
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size,
+                                                          self.scales_and_zeros)
+
+    def expanded_mm(self, x2: torch.Tensor) -> torch.Tensor:
+        """x2 @ W^T as a bf16 GEMM on the weight expanded for this call, a slice of output channels at a
+        time (see _EXPAND_MAX_ELEMENTS)."""
+        rows_per_slice = _EXPAND_MAX_ELEMENTS // self.in_features // _KERNEL_ROW_BLOCK * _KERNEL_ROW_BLOCK
+        step = max(_KERNEL_ROW_BLOCK, rows_per_slice)
+        parts = [torch.mm(x2, self.dequantized_transposed(slice(start, start + step)))
+                 for start in range(0, self.out_features, step)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features).to(KERNEL_DTYPE)
-        if EXPAND_FOR_LONG_INPUTS and x2.shape[0] >= DEQUANTIZE_FROM_ROWS:
-            # Prefill: the int4 kernel's cost grows with every row, while a weight expanded once per
-            # call lets a bf16 GEMM take all rows at matrix-unit speed. The expanded copy lives for
-            # this call only, so resident memory stays 4-bit.
-            y = torch.mm(x2, self.dequantized_transposed())
-        else:
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size, self.scales_and_zeros)
+        y = self.expanded_mm(x2) if expands_int4(x2.shape[0]) else self.kernel_mm(x2)
         y = y.to(x.dtype)
         return self._add_bias(y.reshape(*x.shape[:-1], self.out_features))
+
+
+def expands_int4(rows: int) -> bool:
+    """Whether int4 layers run an input of `rows` rows as a bf16 GEMM on the expanded weight (else
+    through the int4 kernel); see EXPAND_FROM_ROWS. Tests force either path by patching this function."""
+    return _CPU_HAS_BF16_DOT and rows >= EXPAND_FROM_ROWS
 
 
 class Embedding(nn.Module):

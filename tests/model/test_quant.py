@@ -57,11 +57,33 @@ def _logits(model, tokens: torch.Tensor) -> torch.Tensor:
 TOKENS = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(5))
 
 
-@pytest.mark.parametrize("scheme", ["int8", "int4"])
-def test_quantized_logits_stay_close_to_float(tiny_folder, scheme):
+def _force_int4_path(monkeypatch, path: str) -> None:
+    """Every int4 layer runs `path` ("kernel" or "expanded"), whatever this CPU would pick and however
+    few rows the input has (normally only long inputs expand, on CPUs with a bf16 dot product)."""
+    from model.layers import linear
+
+    monkeypatch.setattr(linear, "expands_int4", lambda rows: path == "expanded")
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int4-kernel", "int4-expanded"])
+def test_quantized_logits_stay_close_to_float(tiny_folder, scheme, monkeypatch):
+    scheme, _, int4_path = scheme.partition("-")
+    if int4_path:
+        _force_int4_path(monkeypatch, int4_path)
     reference, _, _ = load_model(tiny_folder, dtype="float32", max_batch_size=2, max_seq_len=32)
     quantized, _, _ = load_model(tiny_folder, dtype="float32", quant=scheme, max_batch_size=2, max_seq_len=32)
     assert relative_error(_logits(quantized, TOKENS), _logits(reference, TOKENS)) <= MODEL_TOLERANCE[scheme]
+
+
+def test_int4_kernel_and_expanded_paths_give_the_same_logits(tiny_folder, monkeypatch):
+    # Same int4 weights either way; only the bf16 rounding of the expanded weight and the order of
+    # the sums differ, so the two agree far more closely than int4 agrees with float.
+    quantized, _, _ = load_model(tiny_folder, dtype="float32", quant="int4", max_batch_size=2, max_seq_len=32)
+    by_path = {}
+    for path in ("kernel", "expanded"):
+        _force_int4_path(monkeypatch, path)
+        by_path[path] = _logits(quantized, TOKENS)
+    assert relative_error(by_path["expanded"], by_path["kernel"]) <= MODEL_TOLERANCE["int4"] / 10
 
 
 @pytest.mark.parametrize("scheme", ["int8", "int4"])
@@ -93,21 +115,31 @@ def test_int4_of_the_real_model_keeps_its_greedy_choices(models_dir):
     assert relative_error(got, want) <= 0.25
 
 
-def test_int4_prefill_path_matches_the_int4_kernel(monkeypatch):
-    # On AMX CPUs long inputs run through an expanded bf16 weight instead of the int4 kernel: same
-    # weights, same result (forced on here, whatever this CPU has).
+def test_int4_expanded_gemm_matches_the_int4_kernel(monkeypatch):
+    # A layer wider than one expansion slice (as the large projections are), with a bias, and as many
+    # rows as from which long inputs expand: same output either path.
     from model.layers import linear
-    from model.layers.linear import DEQUANTIZE_FROM_ROWS, Int4WeightOnlyLinear
+    from model.layers.linear import EXPAND_FROM_ROWS, Int4WeightOnlyLinear
 
-    monkeypatch.setattr(linear, "EXPAND_FOR_LONG_INPUTS", True)
+    monkeypatch.setattr(linear, "_EXPAND_MAX_ELEMENTS", 256 * 128)  # 128-row slices: 3 of them here
     torch.manual_seed(0)
-    layer = Int4WeightOnlyLinear(256, 128, True, torch.bfloat16, group_size=64)
-    layer.load_tensor("weight", torch.randn(128, 256) * 0.05)
-    layer.load_tensor("bias", torch.randn(128))
-    x = torch.randn(DEQUANTIZE_FROM_ROWS, 256, dtype=torch.bfloat16)
-    long_path = layer(x)
-    kernel_rows = torch.cat([layer(x[i : i + 64]) for i in range(0, DEQUANTIZE_FROM_ROWS, 64)])
-    assert torch.allclose(long_path.float(), kernel_rows.float(), rtol=2e-2, atol=2e-2)
+    layer = Int4WeightOnlyLinear(256, 320, True, torch.bfloat16, group_size=64)
+    layer.load_tensor("weight", torch.randn(320, 256) * 0.05)
+    layer.load_tensor("bias", torch.randn(320))
+    x = torch.randn(EXPAND_FROM_ROWS, 256, dtype=torch.bfloat16)
+    outputs = {}
+    for path in ("kernel", "expanded"):
+        _force_int4_path(monkeypatch, path)
+        outputs[path] = layer(x).float()
+    assert torch.allclose(outputs["expanded"], outputs["kernel"], rtol=2e-2, atol=2e-2)
+
+
+def test_only_long_inputs_expand_and_only_on_cpus_with_a_bf16_dot_product():
+    from model.layers.linear import EXPAND_FROM_ROWS, expands_int4
+
+    bf16_dot = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert not expands_int4(EXPAND_FROM_ROWS - 1)  # decode batches always take the kernel
+    assert expands_int4(EXPAND_FROM_ROWS) == bf16_dot
 
 
 def test_int4_weights_packed_in_row_blocks_read_back_unchanged():
