@@ -153,7 +153,9 @@ class Answering:
             for event in answer_stream(question, sources, chat=self.chat, config=config, history=history,
                                        protection=protection):
                 if event.type == "sources":
-                    event = Event("sources", {**event.data, "searched_query": searched,
+                    # Shown as the policy shows the question: the user's own words may hold a listed
+                    # term that this role must not see echoed back.
+                    event = Event("sources", {**event.data, "searched_query": protection.apply(searched)[1].text,
                                               "rewritten": searched != question})
                 if event.type in ("done", "error"):
                     if event.data.get("redactions"):
