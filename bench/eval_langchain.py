@@ -28,9 +28,10 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from app.services.answering import answer_config as configured_answer_config
 from app.settings import load_settings
 from ingest.chunk import ChunkConfig
-from ingest.embed import Embedder, min_relevant_cosine
+from ingest.embed import Embedder
 from ingest.tasks import configured_embedder
 from rag import eval as qa_eval
 from rag.eval_data import passage_text, question_text
@@ -150,10 +151,7 @@ def main() -> None:
     if options.generate:
         # A running server (`zhiku up`, or ZHIKU_LLM_BASE_URL): both pipelines must ask the same one.
         chat = ChatClient(base_url=settings.llm_url, model=settings.llm_model, timeout_s=600.0)
-        answer_config = AnswerConfig(
-            max_tokens=settings.llm_max_tokens,
-            min_dense_score=settings.refusal_min_cosine or min_relevant_cosine(settings.embedder),
-        )
+        answer_config = configured_answer_config(settings)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="eval-", dir=settings.data_dir) as work:
         ours = qa_eval.evaluate(

@@ -86,19 +86,15 @@ def zscore_fusion(scored_lists: Sequence[tuple[Sequence[tuple[int, float]], floa
     chunk that a list did not return gets that list's lowest z: it ranked below every candidate shown.
     A list of weight 0 adds no ids (as in reciprocal_rank_fusion).
     """
-    fused: dict[int, float] = {}
-    lowest: list[tuple[float, dict[int, float]]] = []
+    weighted: list[tuple[dict[int, float], float]] = []  # ({id: weight × z}, weight × lowest z) per list
     for hits, weight in scored_lists:
         if weight == 0 or not hits:
             continue
         scores = np.array([score for _, score in hits], dtype=np.float64)
-        z = (scores - scores.mean()) / (scores.std() or 1.0)
-        lowest.append((weight * float(z.min()), {chunk_id: weight * float(v) for (chunk_id, _), v in zip(hits, z)}))
-    every_id = {chunk_id for _, by_id in lowest for chunk_id in by_id}
-    for chunk_id in every_id:
-        fused[chunk_id] = sum(by_id.get(chunk_id, floor) for floor, by_id in lowest)
-    return fused
-
+        z = weight * (scores - scores.mean()) / (scores.std() or 1.0)
+        weighted.append(({chunk_id: float(v) for (chunk_id, _), v in zip(hits, z)}, float(z.min())))
+    every_id = {chunk_id for by_id, _ in weighted for chunk_id in by_id}
+    return {chunk_id: sum(by_id.get(chunk_id, floor) for by_id, floor in weighted) for chunk_id in every_id}
 
 def merge_by_score(hits_per_index: Sequence[list[tuple[int, float]]], limit: int) -> list[tuple[int, float]]:
     """One ranking of (id, score) out of several indexes' hits, best score first."""

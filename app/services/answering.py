@@ -144,10 +144,7 @@ class Answering:
         searched = self._search_query(question, history, protection)
         sources = self.find_sources(searched, kb_ids, top_k=top_k or self.settings.top_k,
                                     allowed_chunk_ids=allowed)
-        config = AnswerConfig(
-            max_tokens=self.settings.llm_max_tokens,
-            min_dense_score=self.settings.refusal_min_cosine or min_relevant_cosine(self.settings.embedder),
-        )
+        config = answer_config(self.settings)
         is_audited = False
         try:
             for event in answer_stream(question, sources, chat=self.chat, config=config, history=history,
@@ -207,6 +204,14 @@ class Answering:
             record(session, "sensitive.block" if blocked else "sensitive.redact",
                    user=user,
                    kb_ids=list(kb_ids), redactions=redactions)
+
+
+def answer_config(settings: Settings) -> AnswerConfig:
+    """How answers are made under these settings: the API, `zhiku eval` and the benchmarks share it."""
+    return AnswerConfig(
+        max_tokens=settings.llm_max_tokens,
+        min_dense_score=settings.refusal_min_cosine or min_relevant_cosine(settings.embedder),
+    )
 
 
 def permitted_chunk_ids(session: Session, user: User | None, kb_ids: Sequence[int],
