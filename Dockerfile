@@ -1,6 +1,7 @@
 # One image for every Zhiku service; docker-compose.yml picks the command.
 FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends libmagic1 && rm -rf /var/lib/apt/lists/*
+# gcc builds model/native (plain C, a few seconds) during the pip install below.
+RUN apt-get update && apt-get install -y --no-install-recommends libmagic1 gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/zhiku
 COPY pyproject.toml constraints.txt ./
 COPY app app

@@ -88,10 +88,13 @@ def bench_ours(path: Path, quant: str | None, prompt: list[int], new_tokens: int
     ttft_s, decode_s, out = run(prompt, new_tokens)
     row = _row(f"ours {quant or 'bf16'}", load_s, len(prompt), ttft_s, new_tokens, decode_s,
                weight_bytes_per_token(model, model.model.embed_tokens.weight), out)
-    if quant == "int4":  # which path this process's prefill took (model/layers/linear.py decides per CPU)
-        from model.layers.linear import expands_int4
+    if quant:  # which path this process's prefill took (model/layers/linear.py decides per CPU)
+        from model import native
+        from model.layers.linear import expands_quantized
 
-        row["int4_prefill"] = "expanded bf16 GEMM" if expands_int4(len(prompt)) else "int4 kernel"
+        expansion = "model/native" if native.SUPPORTED else "torch ops"
+        row["prefill_path"] = (f"bf16 GEMM on the weight expanded by {expansion}" if expands_quantized(len(prompt))
+                               else f"{quant} kernel")
     return row
 
 

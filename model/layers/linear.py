@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model import native
 from model.quant import pack_nibbles, quantize_int4, quantize_int8, unpack_nibbles
 
 
@@ -20,10 +21,12 @@ from model.quant import pack_nibbles, quantize_int4, quantize_int8, unpack_nibbl
 KERNEL_DTYPE = torch.bfloat16
 _KERNEL_ROW_BLOCK = 64  # the int4 kernel packs output channels in blocks of 64
 _PACK_ROWS = 64 * _KERNEL_ROW_BLOCK  # rows per conversion into the kernel layout (a multiple of 64)
-# Long inputs (prefill) run an int4 layer as a bf16 GEMM on its weight expanded for that call (no
-# bf16 copy is kept: resident memory stays 4-bit) where the CPU has a bf16 dot product (AVX512-BF16 or
-# AMX), from EXPAND_FROM_ROWS rows on; shorter inputs, and every input elsewhere, take the int4 kernel.
-# Measured with bench/int4_gemm.py on a 2-core AMD EPYC Zen 4 (AVX512-BF16, no AMX), 1 thread, for the
+# Long inputs (prefill) run an int4 or int8 layer as a bf16 GEMM on its weight expanded for that call
+# (no bf16 copy is kept: resident memory stays 4/8-bit) where the CPU has a bf16 dot product (AVX512-BF16
+# or AMX), from EXPAND_FROM_ROWS rows on; shorter inputs, and every input elsewhere, take the int4/int8
+# kernel. torch's int8 kernel is as slow as the int4 one on long inputs (int8 prefill 0.25x transformers
+# on the Zen 4, docs/benchmarks.md); its expansion is only a conversion, the scale applies to the output.
+# Measured with bench/quant_gemm.py on a 2-core AMD EPYC Zen 4 (AVX512-BF16, no AMX), 1 thread, for the
 # 1.5B model's 8960x1536 gate/up at 400 rows: int4 kernel 129 ms, bf16 F.linear 52 ms, expand + GEMM
 # 65 ms (break-even near 70 rows for the large matrices, 90 for 1536x1536). Its 400-token int4 prefill
 # went from ~0.5x transformers bf16 (kernel) to 0.82x (docs/benchmarks.md). On the AVX512-BF16 Xeon
@@ -37,10 +40,12 @@ _PACK_ROWS = 64 * _KERNEL_ROW_BLOCK  # rows per conversion into the kernel layou
 # runs one request at a time, so a request's path depends on its own prompt length only.
 EXPAND_FROM_ROWS = 128
 _CPU_HAS_BF16_DOT = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-# The weight is expanded a slice of output channels at a time, each ~1 MB of bf16 (this CPU's L2), so
-# the expansion's elementwise passes run in cache: 1 MB slices took a 1.5B block's 7 projections at 400
-# rows in 237 ms, whole matrices in 277 ms (1 thread). It also bounds the transient of a large LM head.
-_EXPAND_MAX_ELEMENTS = 1 << 19
+# The weight is expanded a slice of output channels at a time, ~4 MB of bf16, into one buffer reused by
+# every slice of a call (its pages fault in once). Slices bound the transient of a large LM head and
+# keep the expansion's output near the cache; narrower slices make thin GEMMs: with 1 MB slices the
+# 1536x8960 down projection ran in 64-channel slices, 27 ms against 18 ms at 4 MB (400 rows, 1 thread,
+# Sapphire Rapids; bf16 F.linear 14 ms). The torch-op expansion (no model/native) was measured at 1 MB.
+_EXPAND_MAX_ELEMENTS = 1 << 21
 
 
 def _copy_checked(dst: torch.Tensor, src: torch.Tensor, what: str) -> None:
@@ -116,10 +121,26 @@ class Int8WeightOnlyLinear(_LoadableLinear):
         out = {"qweight": self.qweight, "scales": self.scales}
         return out | ({} if self.bias is None else {"bias": self.bias.data})
 
+    def kernel_mm(self, x2: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int8pack_mm(x2, self.qweight, self.scales)
+
+    def expanded_mm(self, x2: torch.Tensor) -> torch.Tensor:
+        """x2 @ W^T as a bf16 GEMM on the weight expanded for this call. The scale goes into the weight,
+        as in the kernel: scaling the bf16 product instead rounds every output twice (4.8e-3 relative
+        logit difference from the kernel on the tiny test model)."""
+        return _sliced_mm(x2, self.out_features, self.in_features, lambda rows, buffer: self.dequantized(rows, buffer).t())
+
+    def dequantized(self, rows: slice = slice(None), buffer: torch.Tensor | None = None) -> torch.Tensor:
+        """The weight of output channels `rows` as [len(rows), in] in the kernel dtype (written into the
+        front of the flat bf16 `buffer` when given and model/native runs on this CPU)."""
+        q = self.qweight[rows]
+        if not native.SUPPORTED:
+            return q.to(KERNEL_DTYPE) * self.scales[rows, None]
+        out = _view_of(buffer, q.shape)
+        return native.expand_int8(q, self.scales[rows].float(), out)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = x.reshape(-1, self.in_features).to(KERNEL_DTYPE)
-        y = torch.ops.aten._weight_int8pack_mm(x2, self.qweight, self.scales).to(x.dtype)
-        return self._add_bias(y.reshape(*x.shape[:-1], self.out_features))
+        return _quantized_forward(self, x)
 
 
 class Int4WeightOnlyLinear(_LoadableLinear):
@@ -176,16 +197,21 @@ class Int4WeightOnlyLinear(_LoadableLinear):
         out = {"qweight": pack_nibbles(self.int4_values().to(torch.int32)), "scales_and_zeros": self.scales_and_zeros}
         return out | ({} if self.bias is None else {"bias": self.bias.data})
 
-    def dequantized_transposed(self, rows: slice = slice(None)) -> torch.Tensor:
+    def dequantized_transposed(self, rows: slice = slice(None), buffer: torch.Tensor | None = None) -> torch.Tensor:
         """The weight of output channels `rows` (whole blocks of 64) as [in, len(rows)] in the kernel
-        dtype: (q - 8) * scale + zero, per group.
+        dtype: (q - 8) * scale + zero, per group (written into the front of the flat bf16 `buffer` when
+        given and model/native runs on this CPU).
 
-        Written straight from the kernel layout ([out/64, in, 32] bytes, see `int4_values`) into
-        [in, out/64, 64], so no pass permutes the expanded weight, and scaled in place.
+        Read straight from the kernel layout ([out/64, in, 32] bytes, see `int4_values`) into
+        [in, out/64, 64], so no pass permutes the expanded weight: in one pass by model/native where the
+        CPU supports it, else by torch ops scaling in place.
         """
         first, stop, _ = rows.indices(self.out_features)
         num_blocks, half = (stop - first) // _KERNEL_ROW_BLOCK, _KERNEL_ROW_BLOCK // 2
         blocks = self.packed[first:stop].reshape(num_blocks, self.in_features, half)
+        if native.SUPPORTED:
+            out = _view_of(buffer, (self.in_features, stop - first))
+            return native.expand_int4(blocks, self.scales_and_zeros, first, self.group_size, out)
         weight_t = torch.empty(self.in_features, num_blocks, _KERNEL_ROW_BLOCK, dtype=KERNEL_DTYPE)
         as_blocks = weight_t.permute(1, 0, 2)
         as_blocks[..., :half] = blocks & 0xF
@@ -204,25 +230,39 @@ class Int4WeightOnlyLinear(_LoadableLinear):
                                                           self.scales_and_zeros)
 
     def expanded_mm(self, x2: torch.Tensor) -> torch.Tensor:
-        """x2 @ W^T as a bf16 GEMM on the weight expanded for this call, a slice of output channels at a
-        time (see _EXPAND_MAX_ELEMENTS)."""
-        rows_per_slice = _EXPAND_MAX_ELEMENTS // self.in_features // _KERNEL_ROW_BLOCK * _KERNEL_ROW_BLOCK
-        step = max(_KERNEL_ROW_BLOCK, rows_per_slice)
-        parts = [torch.mm(x2, self.dequantized_transposed(slice(start, start + step)))
-                 for start in range(0, self.out_features, step)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        """x2 @ W^T as a bf16 GEMM on the weight expanded for this call."""
+        return _sliced_mm(x2, self.out_features, self.in_features, self.dequantized_transposed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = x.reshape(-1, self.in_features).to(KERNEL_DTYPE)
-        y = self.expanded_mm(x2) if expands_int4(x2.shape[0]) else self.kernel_mm(x2)
-        y = y.to(x.dtype)
-        return self._add_bias(y.reshape(*x.shape[:-1], self.out_features))
+        return _quantized_forward(self, x)
 
 
-def expands_int4(rows: int) -> bool:
-    """Whether int4 layers run an input of `rows` rows as a bf16 GEMM on the expanded weight (else
-    through the int4 kernel); see EXPAND_FROM_ROWS. Tests force either path by patching this function."""
+def expands_quantized(rows: int) -> bool:
+    """Whether int4/int8 layers run an input of `rows` rows as a bf16 GEMM on the expanded weight (else
+    through torch's int4/int8 kernel); see EXPAND_FROM_ROWS. Tests force either path by patching this."""
     return _CPU_HAS_BF16_DOT and rows >= EXPAND_FROM_ROWS
+
+
+def _sliced_mm(x2: torch.Tensor, out_features: int, in_features: int, expand) -> torch.Tensor:
+    """x2 @ W^T a slice of output channels at a time (see _EXPAND_MAX_ELEMENTS); `expand(rows, buffer)`
+    gives the slice's weight as [in, len(rows)] bf16 (rows are whole blocks of 64 channels), written into
+    `buffer`, one flat bf16 tensor that every slice of the call reuses."""
+    rows_per_slice = _EXPAND_MAX_ELEMENTS // in_features // _KERNEL_ROW_BLOCK * _KERNEL_ROW_BLOCK
+    step = min(out_features, max(_KERNEL_ROW_BLOCK, rows_per_slice))
+    buffer = torch.empty(step * in_features, dtype=KERNEL_DTYPE)
+    parts = [torch.mm(x2, expand(slice(start, start + step), buffer)) for start in range(0, out_features, step)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def _view_of(buffer: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor:
+    size = shape[0] * shape[1]
+    return torch.empty(shape, dtype=KERNEL_DTYPE) if buffer is None else buffer[:size].view(shape)
+
+
+def _quantized_forward(layer: Int8WeightOnlyLinear | Int4WeightOnlyLinear, x: torch.Tensor) -> torch.Tensor:
+    x2 = x.reshape(-1, layer.in_features).to(KERNEL_DTYPE)
+    y = layer.expanded_mm(x2) if expands_quantized(x2.shape[0]) else layer.kernel_mm(x2)
+    return layer._add_bias(y.to(x.dtype).reshape(*x.shape[:-1], layer.out_features))
 
 
 class Embedding(nn.Module):

@@ -57,33 +57,34 @@ def _logits(model, tokens: torch.Tensor) -> torch.Tensor:
 TOKENS = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(5))
 
 
-def _force_int4_path(monkeypatch, path: str) -> None:
-    """Every int4 layer runs `path` ("kernel" or "expanded"), whatever this CPU would pick and however
-    few rows the input has (normally only long inputs expand, on CPUs with a bf16 dot product)."""
+def _force_quantized_path(monkeypatch, path: str) -> None:
+    """Every int4/int8 layer runs `path` ("kernel" or "expanded"), whatever this CPU would pick and
+    however few rows the input has (normally only long inputs expand, on CPUs with a bf16 dot product)."""
     from model.layers import linear
 
-    monkeypatch.setattr(linear, "expands_int4", lambda rows: path == "expanded")
+    monkeypatch.setattr(linear, "expands_quantized", lambda rows: path == "expanded")
 
 
-@pytest.mark.parametrize("scheme", ["int8", "int4-kernel", "int4-expanded"])
+@pytest.mark.parametrize("scheme", ["int8-kernel", "int8-expanded", "int4-kernel", "int4-expanded"])
 def test_quantized_logits_stay_close_to_float(tiny_folder, scheme, monkeypatch):
-    scheme, _, int4_path = scheme.partition("-")
-    if int4_path:
-        _force_int4_path(monkeypatch, int4_path)
+    scheme, _, path = scheme.partition("-")
+    _force_quantized_path(monkeypatch, path)
     reference, _, _ = load_model(tiny_folder, dtype="float32", max_batch_size=2, max_seq_len=32)
     quantized, _, _ = load_model(tiny_folder, dtype="float32", quant=scheme, max_batch_size=2, max_seq_len=32)
     assert relative_error(_logits(quantized, TOKENS), _logits(reference, TOKENS)) <= MODEL_TOLERANCE[scheme]
 
 
-def test_int4_kernel_and_expanded_paths_give_the_same_logits(tiny_folder, monkeypatch):
-    # Same int4 weights either way; only the bf16 rounding of the expanded weight and the order of
-    # the sums differ, so the two agree far more closely than int4 agrees with float.
-    quantized, _, _ = load_model(tiny_folder, dtype="float32", quant="int4", max_batch_size=2, max_seq_len=32)
+@pytest.mark.parametrize("scheme", ["int8", "int4"])
+def test_kernel_and_expanded_paths_give_the_same_logits(tiny_folder, scheme, monkeypatch):
+    # Same quantized weights either way; only the bf16 rounding of the expanded weight and the order
+    # of the sums differ. Measured 3.6e-3 (int8) and 7.3e-3 (int4), against each scheme's own error
+    # from float of 7.9e-3 and 8.6e-2 on this model: bf16 noise, far below a wrong weight or scale.
+    quantized, _, _ = load_model(tiny_folder, dtype="float32", quant=scheme, max_batch_size=2, max_seq_len=32)
     by_path = {}
     for path in ("kernel", "expanded"):
-        _force_int4_path(monkeypatch, path)
+        _force_quantized_path(monkeypatch, path)
         by_path[path] = _logits(quantized, TOKENS)
-    assert relative_error(by_path["expanded"], by_path["kernel"]) <= MODEL_TOLERANCE["int4"] / 10
+    assert relative_error(by_path["expanded"], by_path["kernel"]) <= {"int8": 6e-3, "int4": 1.5e-2}[scheme]
 
 
 @pytest.mark.parametrize("scheme", ["int8", "int4"])
@@ -115,31 +116,33 @@ def test_int4_of_the_real_model_keeps_its_greedy_choices(models_dir):
     assert relative_error(got, want) <= 0.25
 
 
-def test_int4_expanded_gemm_matches_the_int4_kernel(monkeypatch):
+@pytest.mark.parametrize("scheme", ["int8", "int4"])
+def test_expanded_gemm_matches_the_kernel(scheme, monkeypatch):
     # A layer wider than one expansion slice (as the large projections are), with a bias, and as many
     # rows as from which long inputs expand: same output either path.
     from model.layers import linear
-    from model.layers.linear import EXPAND_FROM_ROWS, Int4WeightOnlyLinear
+    from model.layers.linear import EXPAND_FROM_ROWS, Int4WeightOnlyLinear, Int8WeightOnlyLinear
 
     monkeypatch.setattr(linear, "_EXPAND_MAX_ELEMENTS", 256 * 128)  # 128-row slices: 3 of them here
     torch.manual_seed(0)
-    layer = Int4WeightOnlyLinear(256, 320, True, torch.bfloat16, group_size=64)
+    layer = (Int4WeightOnlyLinear(256, 320, True, torch.bfloat16, group_size=64) if scheme == "int4"
+             else Int8WeightOnlyLinear(256, 320, True, torch.bfloat16))
     layer.load_tensor("weight", torch.randn(320, 256) * 0.05)
     layer.load_tensor("bias", torch.randn(320))
     x = torch.randn(EXPAND_FROM_ROWS, 256, dtype=torch.bfloat16)
     outputs = {}
     for path in ("kernel", "expanded"):
-        _force_int4_path(monkeypatch, path)
+        _force_quantized_path(monkeypatch, path)
         outputs[path] = layer(x).float()
     assert torch.allclose(outputs["expanded"], outputs["kernel"], rtol=2e-2, atol=2e-2)
 
 
 def test_only_long_inputs_expand_and_only_on_cpus_with_a_bf16_dot_product():
-    from model.layers.linear import EXPAND_FROM_ROWS, expands_int4
+    from model.layers.linear import EXPAND_FROM_ROWS, expands_quantized
 
     bf16_dot = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    assert not expands_int4(EXPAND_FROM_ROWS - 1)  # decode batches always take the kernel
-    assert expands_int4(EXPAND_FROM_ROWS) == bf16_dot
+    assert not expands_quantized(EXPAND_FROM_ROWS - 1)  # decode batches always take the kernel
+    assert expands_quantized(EXPAND_FROM_ROWS) == bf16_dot
 
 
 def test_int4_weights_packed_in_row_blocks_read_back_unchanged():
@@ -152,3 +155,45 @@ def test_int4_weights_packed_in_row_blocks_read_back_unchanged():
     layer.load_int4_values(q)
     assert torch.equal(layer.packed, torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1))
     assert torch.equal(layer.int4_values(), q)
+
+
+needs_native = pytest.mark.skipif(not __import__("model.native").native.SUPPORTED,
+                                  reason="this CPU lacks AVX-512 with BF16: model/native is not used here")
+
+
+@needs_native
+def test_native_int4_expansion_rounds_the_exact_weight_once():
+    from model.layers.linear import Int4WeightOnlyLinear
+
+    torch.manual_seed(0)
+    layer = Int4WeightOnlyLinear(256, 192, False, torch.bfloat16, group_size=64)
+    layer.load_tensor("weight", torch.randn(192, 256) * 0.05)
+    scales, zeros = (layer.scales_and_zeros[..., i].float().repeat_interleave(64, dim=0) for i in (0, 1))
+    exact = (layer.int4_values().T.float() - 8) * scales + zeros  # [in, out]
+    # Channels 64..191 only: a slice that starts inside the matrix, as the sliced GEMM asks for.
+    expanded = layer.dequantized_transposed(slice(64, 192))
+    assert expanded.dtype == torch.bfloat16 and expanded.shape == (256, 128)
+    assert torch.allclose(expanded.float(), exact[:, 64:], rtol=2 ** -8, atol=1e-7)
+
+
+@needs_native
+def test_native_int8_expansion_equals_the_scaled_weight():
+    from model.layers.linear import Int8WeightOnlyLinear
+
+    torch.manual_seed(0)
+    layer = Int8WeightOnlyLinear(128, 96, False, torch.bfloat16)
+    layer.load_tensor("weight", torch.randn(96, 128))
+    exact = layer.qweight.float() * layer.scales.float()[:, None]
+    assert torch.equal(layer.dequantized(slice(32, 96)), exact[32:].to(torch.bfloat16))
+
+
+def test_native_expansion_refuses_tensors_it_would_misread():
+    from model import native
+
+    blocks = torch.zeros(2, 64, 32, dtype=torch.uint8)
+    out = torch.empty(64, 128, dtype=torch.bfloat16)
+    strided = torch.zeros(1, 256, 2, dtype=torch.bfloat16)[:, ::2]
+    with pytest.raises(ValueError, match="contiguous CPU torch.bfloat16"):
+        native.expand_int4(blocks, strided, 0, 64, out)
+    with pytest.raises(ValueError, match="shape"):
+        native.expand_int8(torch.zeros(4, 64, dtype=torch.int8), torch.ones(3), torch.empty(4, 64, dtype=torch.bfloat16))

@@ -1,0 +1,47 @@
+"""Our own CPU loops, in C (expand.c, built by `pip install`): one-pass int4/int8 -> bf16 expansion.
+
+`SUPPORTED` is False where the CPU lacks AVX-512 with BF16 conversions; callers then use torch ops.
+The functions take contiguous CPU tensors and write into a bf16 tensor the caller passes (reused
+across the slices of one GEMM, so its pages are faulted in once).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from model.native import _expand
+
+SUPPORTED: bool = _expand.supported()
+
+
+def expand_int4(blocks: torch.Tensor, scales_and_zeros: torch.Tensor, first: int, group_size: int,
+                out: torch.Tensor) -> torch.Tensor:
+    """blocks: uint8 [num_blocks, in, 32], output channels first .. first + 64 * num_blocks in torch's
+    CPU int4 layout; scales_and_zeros: bf16 [in / group_size, all outputs, 2] (the whole layer's).
+    Writes (q - 8) * scale + zero as bf16 [in, num_blocks * 64] into `out` and returns it."""
+    num_blocks, in_features, _ = blocks.shape
+    _check(blocks, torch.uint8, (num_blocks, in_features, 32))
+    groups, out_total, _ = scales_and_zeros.shape
+    _check(scales_and_zeros, torch.bfloat16, (in_features // group_size, out_total, 2), "scales_and_zeros")
+    _check(out, torch.bfloat16, (in_features, num_blocks * 64), "out")
+    _expand.expand_int4(blocks.data_ptr(), scales_and_zeros.data_ptr(), out.data_ptr(),
+                        in_features, num_blocks, group_size, out_total, first)
+    return out
+
+
+def expand_int8(q: torch.Tensor, scales: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """q: int8 [rows, in] (in a multiple of 64), scales: float32 [rows]. Writes bf16 q * scale
+    [rows, in] into `out` and returns it."""
+    rows, in_features = q.shape
+    _check(q, torch.int8, (rows, in_features))
+    _check(scales, torch.float32, (rows,), "scales")
+    _check(out, torch.bfloat16, (rows, in_features), "out")
+    _expand.expand_int8(q.data_ptr(), scales.data_ptr(), out.data_ptr(), rows, in_features)
+    return out
+
+
+def _check(t: torch.Tensor, dtype: torch.dtype, shape: tuple[int, ...], name: str = "weight") -> None:
+    # The C loops trust these: a wrong shape or a strided view would read out of bounds.
+    if t.dtype != dtype or tuple(t.shape) != shape or not t.is_contiguous() or t.device.type != "cpu":
+        raise ValueError(f"{name}: need a contiguous CPU {dtype} tensor of shape {shape}, "
+                         f"got {t.dtype} {tuple(t.shape)} on {t.device}")
