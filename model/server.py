@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from model.engine import Engine, FinishReason, RequestTooLongError, SamplingParams, TextDelta
+from model.engine.sampler import MAX_TOP_LOGPROBS, TokenLogprob
 from model.engine.sequence import Sequence
 
 
@@ -64,10 +65,15 @@ class ChatCompletionRequest(BaseModel):
     repetition_penalty: float = Field(default=1.0, gt=0.0)
     seed: int | None = None
     stop: str | list[str] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
 
     def sampling_params(self) -> SamplingParams:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         return SamplingParams(
+            top_logprobs=(self.top_logprobs or 0) if self.logprobs else None,
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
@@ -91,6 +97,17 @@ def usage_of(delta: TextDelta) -> dict[str, int]:
         "completion_tokens": delta.num_completion_tokens,
         "total_tokens": delta.num_prompt_tokens + delta.num_completion_tokens,
     }
+
+
+def logprobs_payload(records: list[TokenLogprob], token_text) -> dict:
+    """OpenAI's `logprobs` object of a choice or chunk; `token_text(id)` spells one token."""
+
+    def entry(token_id: int, logprob: float) -> dict:
+        text = token_text(token_id)
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+
+    return {"content": [entry(r.token_id, r.logprob) | {"top_logprobs": [entry(t, lp) for t, lp in r.top]}
+                        for r in records]}
 
 
 def metrics_text(engine: Engine) -> str:
@@ -175,35 +192,40 @@ def create_app(engine: Engine, *, model_name: str) -> FastAPI:
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         header = {"id": completion_id, "created": int(time.time()), "model": model_name}
         deltas = channel.deltas(seq)
+        spell = (lambda token_id: engine.tokenizer.decode([token_id])) if body.logprobs else None
         if body.stream:
             include_usage = body.stream_options is not None and body.stream_options.include_usage
             return StreamingResponse(
-                sse_chunks(deltas, header, include_usage=include_usage),
+                sse_chunks(deltas, header, include_usage=include_usage, spell=spell),
                 media_type="text/event-stream",
             )
-        return await complete(deltas, header)
+        return await complete(deltas, header, spell=spell)
 
     return app
 
 
-async def complete(deltas: AsyncIterator[TextDelta], header: dict) -> JSONResponse:
-    content, reasoning = [], []
+async def complete(deltas: AsyncIterator[TextDelta], header: dict, *, spell=None) -> JSONResponse:
+    """`spell` (token id -> text) is given when the request asked for log-probabilities."""
+    content, reasoning, logprobs = [], [], []
     async for delta in deltas:
         content.append(delta.content)
         reasoning.append(delta.reasoning)
+        logprobs += delta.logprobs
     if delta.finish_reason is FinishReason.ERROR:
         return error_response(500, "generation failed; see the server log", "generation_failed")
     message = {"role": "assistant", "content": "".join(content)}
     if any(reasoning):
         message["reasoning_content"] = "".join(reasoning)
     choice = {"index": 0, "message": message, "finish_reason": delta.finish_reason.value}
+    if spell is not None:
+        choice["logprobs"] = logprobs_payload(logprobs, spell)
     return JSONResponse(
         {**header, "object": "chat.completion", "choices": [choice], "usage": usage_of(delta)}
     )
 
 
 async def sse_chunks(
-    deltas: AsyncIterator[TextDelta], header: dict, *, include_usage: bool
+    deltas: AsyncIterator[TextDelta], header: dict, *, include_usage: bool, spell=None
 ) -> AsyncIterator[str]:
     def chunk(choices: list[dict], **extra) -> str:
         body = {**header, "object": "chat.completion.chunk", "choices": choices, **extra}
@@ -221,8 +243,11 @@ async def sse_chunks(
         if delta.content:
             fields["content"] = delta.content
         finish = delta.finish_reason.value if delta.finish_reason else None
-        if fields or finish:
-            yield chunk([{"index": 0, "delta": fields, "finish_reason": finish}])
+        choice = {"index": 0, "delta": fields, "finish_reason": finish}
+        if spell is not None and delta.logprobs:
+            choice["logprobs"] = logprobs_payload(list(delta.logprobs), spell)
+        if fields or finish or "logprobs" in choice:
+            yield chunk([choice])
         if finish and include_usage:
             yield chunk([], usage=usage_of(delta))
     yield "data: [DONE]\n\n"

@@ -14,6 +14,18 @@ from dataclasses import dataclass
 import torch
 
 
+MAX_TOP_LOGPROBS = 20  # as OpenAI's API
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log-probability and the `top` most likely (token id, log-probability)."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...]
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How one request turns logits into tokens and when it stops.
@@ -30,6 +42,9 @@ class SamplingParams:
     seed: int | None = None
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
+    # None: no log-probabilities; n: each generated token's log-probability and the n most likely
+    # tokens' (OpenAI's `logprobs` + `top_logprobs`), from the model's distribution before any filter.
+    top_logprobs: int | None = None
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -44,6 +59,8 @@ class SamplingParams:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if any(not s for s in self.stop):
             raise ValueError("stop strings must be non-empty")
+        if self.top_logprobs is not None and not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
+            raise ValueError(f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {self.top_logprobs}")
 
     @property
     def is_greedy(self) -> bool:
@@ -145,3 +162,14 @@ def choose_tokens(
     )
     drawn = sample_from_probs(probs, [generators[r] for r in sampled_rows])
     return greedy.index_put((rows,), drawn)
+
+
+def token_logprobs(logits: torch.Tensor, chosen: Sequence[int], top: Sequence[int]) -> list[TokenLogprob]:
+    """Per row of logits [B, V]: the log-probability of chosen[b] and of the top[b] most likely tokens."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    values, ids = torch.topk(logprobs, max(top), dim=-1)
+    picked = logprobs.gather(1, torch.tensor(chosen, device=logits.device)[:, None])[:, 0].tolist()
+    values, ids = values.tolist(), ids.tolist()
+    return [TokenLogprob(token_id=token, logprob=picked[row],
+                         top=tuple(zip(ids[row][:top[row]], values[row][:top[row]])))
+            for row, token in enumerate(chosen)]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from model.engine.sampler import choose_tokens
+from model.engine.sampler import TokenLogprob, choose_tokens, token_logprobs
 from model.engine.sequence import FinishReason, Sequence, SequenceStatus
 
 # Prompt tokens per prefill forward: bounds the activations and attention scores of a long prompt
@@ -128,10 +128,21 @@ class Scheduler:
             logits, [s.params for s in batch], [s.generator for s in batch], seen
         ).tolist()
         self.stats.num_generated_tokens += len(next_ids)
+        logprobs = self._logprobs(batch, logits, next_ids)
         for seq, token_id in zip(batch, next_ids):
             if self._seen is not None:
                 self._seen[seq.slot, token_id] = True
-            seq.append(token_id, is_end_of_turn=token_id in self.end_of_turn_ids)
+            seq.append(token_id, is_end_of_turn=token_id in self.end_of_turn_ids, logprob=logprobs.get(seq.request_id))
+
+    @staticmethod
+    def _logprobs(batch: list[Sequence], logits: torch.Tensor, next_ids: list[int]) -> dict[int, TokenLogprob]:
+        """For the requests that asked for log-probabilities (none, usually: then no extra work)."""
+        rows = [row for row, seq in enumerate(batch) if seq.params.top_logprobs is not None]
+        if not rows:
+            return {}
+        found = token_logprobs(logits[rows], [next_ids[r] for r in rows],
+                               [batch[r].params.top_logprobs for r in rows])
+        return {batch[r].request_id: record for r, record in zip(rows, found)}
 
     def _seen_rows(self, vocab_size: int) -> torch.Tensor:
         if self._seen is None:

@@ -12,7 +12,7 @@ import torch
 
 from model.engine.detokenize import IncrementalDetokenizer
 from model.engine.reasoning import ReasoningSplitter
-from model.engine.sampler import SamplingParams
+from model.engine.sampler import SamplingParams, TokenLogprob
 
 
 class SequenceStatus(enum.Enum):
@@ -40,6 +40,7 @@ class TextDelta:
     num_prompt_tokens: int
     num_completion_tokens: int
     finish_reason: FinishReason | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()  # of token_ids, when the request asked for them
 
 
 _request_ids = itertools.count()
@@ -87,7 +88,7 @@ class Sequence:
         """Thread-safe: the scheduler drops the request at its next step."""
         self.cancel_event.set()
 
-    def append(self, token_id: int, *, is_end_of_turn: bool) -> None:
+    def append(self, token_id: int, *, is_end_of_turn: bool, logprob: TokenLogprob | None = None) -> None:
         """Records one generated id, finishes the sequence if it should stop, and emits the delta."""
         self.output_ids.append(token_id)
         text = "" if is_end_of_turn else self.detokenizer.push(token_id)
@@ -109,6 +110,7 @@ class Sequence:
                 num_prompt_tokens=self.num_prompt_tokens,
                 num_completion_tokens=len(self.output_ids),
                 finish_reason=self.finish_reason,
+                logprobs=() if logprob is None else (logprob,),
             )
         )
 

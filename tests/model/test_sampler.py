@@ -119,3 +119,20 @@ def test_repetition_penalty_changes_the_greedy_choice() -> None:
 def test_invalid_settings_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         SamplingParams(**bad)
+
+
+def test_token_logprobs_are_the_model_distribution_per_row() -> None:
+    from model.engine.sampler import token_logprobs
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0], [0.0, 0.0, 3.0, 0.0]])
+    records = token_logprobs(logits, chosen=[1, 2], top=[2, 0])
+    expected = torch.log_softmax(logits, dim=-1)
+    assert records[0].token_id == 1 and records[0].logprob == pytest.approx(expected[0, 1].item())
+    assert [t for t, _ in records[0].top] == [0, 1]
+    assert records[0].top[0][1] == pytest.approx(expected[0, 0].item())
+    assert records[1].top == () and records[1].logprob == pytest.approx(expected[1, 2].item())
+
+
+def test_top_logprobs_outside_what_the_api_allows_is_refused() -> None:
+    with pytest.raises(ValueError, match="top_logprobs"):
+        SamplingParams(top_logprobs=21)

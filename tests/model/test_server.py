@@ -116,6 +116,40 @@ def test_concurrent_requests_all_complete_with_their_solo_answers(client: openai
     assert together == solo
 
 
+def test_logprobs_of_the_chosen_tokens_and_their_alternatives(client: openai.OpenAI) -> None:
+    response = client.chat.completions.create(
+        model=MODEL_FILE, messages=[{"role": "user", "content": ENGLISH_QUESTION}], max_tokens=6,
+        temperature=0, logprobs=True, top_logprobs=5,
+    )
+    choice = response.choices[0]
+    entries = choice.logprobs.content
+    assert len(entries) == response.usage.completion_tokens
+    # Every generated token, the end-of-turn token included (it is counted in the usage too).
+    assert "".join(e.token for e in entries).removesuffix("<|im_end|>") == choice.message.content
+    for entry in entries:
+        assert len(entry.top_logprobs) == 5
+        # Greedy: the chosen token is the most likely one, and the alternatives come in order.
+        assert entry.top_logprobs[0].token == entry.token
+        assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob)
+        assert [t.logprob for t in entry.top_logprobs] == sorted((t.logprob for t in entry.top_logprobs), reverse=True)
+        assert entry.logprob <= 0
+    assert response.choices[0].logprobs.content[0].top_logprobs[0].logprob > -1.0  # a confident first token
+
+    stream = client.chat.completions.create(
+        model=MODEL_FILE, messages=[{"role": "user", "content": ENGLISH_QUESTION}], max_tokens=6,
+        temperature=0, logprobs=True, top_logprobs=2, stream=True,
+    )
+    streamed = [e for c in stream if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    assert [(e.token, round(e.logprob, 4)) for e in streamed] == [(e.token, round(e.logprob, 4)) for e in entries]
+
+    plain = client.chat.completions.create(
+        model=MODEL_FILE, messages=[{"role": "user", "content": ENGLISH_QUESTION}], max_tokens=6, temperature=0)
+    assert plain.choices[0].logprobs is None and plain.choices[0].message.content == choice.message.content
+    with pytest.raises(openai.BadRequestError, match="logprobs"):
+        client.chat.completions.create(model=MODEL_FILE, messages=[{"role": "user", "content": "hi"}],
+                                       top_logprobs=3)
+
+
 def test_too_long_request_is_a_clear_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="context window"):
         _ask(client, "word " * MAX_SEQ_LEN)
