@@ -23,8 +23,9 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_moe import (CONFIGS, build_models, decode_step, our_decode_rate, our_logits,  # noqa: E402
-                     parity_tokens, split_errors)
+from gpu_moe import decode_step, our_decode_rate  # noqa: E402
+from gpu_moe_models import CONFIGS, build_models  # noqa: E402
+from gpu_moe_parity import our_logits, parity_tokens, split_errors  # noqa: E402
 
 from model.parallel import init_from_env, shard_deepseek  # noqa: E402
 

@@ -163,12 +163,12 @@ class MultiHeadLatentAttention(nn.Module):
         dynamic = num_keys is None
         if dynamic:
             num_keys = int(positions.max()) + 1
-        if num_tokens == 1 and latent_attention.fits(x, self.num_heads, self.kv_lora_rank, self.d_rope):
-            # GPU decode: kernels that read each row's cache slot in place (model/kernels/latent_attention.py)
-            out_latent = latent_attention.latent_attention(
+        if num_tokens == 1 and latent_attention.fits(x, self.num_heads, self.kv_lora_rank, self.d_rope, self.d_v):
+            # GPU decode: kernels that read each row's cache slot in place and apply W_uv
+            # (model/kernels/latent_attention.py); the torch path below is their twin
+            out = latent_attention.latent_attention(
                 self._query_latent(q_nope), q_pe, self.latent_cache, self.rope_key_cache, slots, positions,
-                num_keys, softmax_scale)
-            out = self._values(out_latent)
+                num_keys, softmax_scale, self._absorbed_weights()[1])
         else:
             c_kv_all, k_pe_all = self._cached(slots, num_keys, dynamic)
             attend = self._absorbed if num_tokens == 1 else self._naive

@@ -17,8 +17,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config.deepseek import DeepseekConfig
-from model.kernels.gemv import GEMV_MAX_PAIRS, expert_gemv, linear_float32_partials
-from model.kernels.router import can_route, route
+from model.kernels.gemv import (
+    GEMV_MAX_PAIRS,
+    GEMV_MAX_ROWS,
+    SharedOperand,
+    dequantize_fp8,
+    expert_gemv,
+    linear_float32_partials,
+    quantize_fp8,
+    shared_down,
+    shared_gate_up,
+)
+from model.kernels.router import can_route, logits_and_route, route
 from model.layers.linear import Linear
 from model.layers.merged import merge_linears
 from model.runtime import Runtime
@@ -63,14 +73,20 @@ class Gate(nn.Module):
         if self.has_bias:  # float32 whatever the runtime dtype: it decides near-ties between experts
             self.register_buffer("e_score_correction_bias",
                                  torch.zeros(num_experts, dtype=torch.float32, device=runtime.device))
+        # Per-token arrival counts of the one-kernel router (model/kernels/router.py); always back to zero.
+        self.register_buffer("arrivals", torch.zeros(GEMV_MAX_ROWS, dtype=torch.int32, device=runtime.device),
+                             persistent=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [N, D] -> (weights [N, k] float32, expert ids [N, k])."""
+        bias = self.e_score_correction_bias if self.has_bias else None
+        routing = (self.top_k, self.scoring_func == "softmax", self.norm_topk_prob, self.routed_scaling_factor)
+        if self.drops_no_group and can_route(x) and x.shape[0] <= GEMV_MAX_ROWS:  # one kernel for all of it
+            return logits_and_route(x, self.weight, self.arrivals, bias, *routing)
         # float32 whatever the runtime dtype, as the references; partial sums over slices of D
         partials = linear_float32_partials(x, self.weight)
         if self.drops_no_group and can_route(partials):  # the rest in one kernel (model/kernels/router.py)
-            return route(partials, self.e_score_correction_bias if self.has_bias else None, self.top_k,
-                         self.scoring_func == "softmax", self.norm_topk_prob, self.routed_scaling_factor)
+            return route(partials, bias, *routing)
         logits = partials.sum(dim=0)
         scores = logits.softmax(dim=-1) if self.scoring_func == "softmax" else logits.sigmoid()
         if self.drops_no_group:
@@ -115,7 +131,7 @@ class RoutedExperts(nn.Module):
     def __init__(self, config: DeepseekConfig, runtime: Runtime) -> None:
         super().__init__()
         num_experts, dim, hidden = config.n_routed_experts, config.hidden_size, config.moe_intermediate_size
-        self.hidden = hidden
+        self.hidden, self.dtype = hidden, runtime.dtype
         for name, shape in {"gate_up_proj": (2 * hidden, dim), "down_proj": (dim, hidden)}.items():
             stacked = torch.empty(num_experts, *shape, dtype=runtime.dtype)  # on the default device, as Linear
             self.register_parameter(name, nn.Parameter(stacked, requires_grad=False))
@@ -125,20 +141,55 @@ class RoutedExperts(nn.Module):
         self.sync_free = runtime.device != "cpu" and runtime.dtype == torch.bfloat16
         # Expert parallel (model/parallel.py): this module holds experts first_expert.. only.
         self.first_expert = 0
+        # Per-tile float32 scales once the stacks are float8 (`store_fp8`); None while they are float.
+        self.gate_up_scale: nn.Parameter | None = None
+        self.down_scale: nn.Parameter | None = None
 
     @property
     def num_experts(self) -> int:
         return self.down_proj.shape[0]
 
+    @property
+    def is_fp8(self) -> bool:
+        return self.down_scale is not None
+
+    def store_fp8(self) -> None:
+        """Keeps the stacks as float8_e4m3fn with a float32 scale per 128 x 128 tile (the layout of
+        DeepSeek's FP8 checkpoints): half the bytes a decode step reads. The expert GEMV dequantizes
+        in registers; the other paths dequantize the stacks first (`model/kernels/gemv.py`)."""
+        for name in ("gate_up_proj", "down_proj"):
+            stack = getattr(self, name).data
+            quantized = torch.empty_like(stack, dtype=torch.float8_e4m3fn)
+            scales = []
+            for expert, weight in enumerate(stack):  # one at a time: a V3 stack's float32 temporaries ~100 GB
+                quantized[expert], expert_scales = quantize_fp8(weight)
+                scales.append(expert_scales)
+            setattr(self, name, nn.Parameter(quantized, requires_grad=False))
+            setattr(self, name.replace("_proj", "_scale"), nn.Parameter(torch.stack(scales), requires_grad=False))
+
+    def _float_stacks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gate_up, down) in the runtime's float type; a dequantized copy when stored in fp8."""
+        if not self.is_fp8:
+            return self.gate_up_proj, self.down_proj
+        return (dequantize_fp8(self.gate_up_proj, self.gate_up_scale).to(self.dtype),
+                dequantize_fp8(self.down_proj, self.down_scale).to(self.dtype))
+
     def _slot(self, expert: int, projection: str) -> torch.Tensor:
         if projection not in EXPERT_PROJECTIONS or not 0 <= expert < self.num_experts:
             raise KeyError(f"no routed expert tensor {expert}.{projection}")
+        if self.is_fp8:  # a float copy: what a checkpoint saved from this model holds
+            gate_up, down = (dequantize_fp8(w.data[expert], s.data[expert]).to(self.dtype)
+                             for w, s in ((self.gate_up_proj, self.gate_up_scale), (self.down_proj, self.down_scale)))
+        else:
+            gate_up, down = self.gate_up_proj.data[expert], self.down_proj.data[expert]
         if projection == "down_proj":
-            return self.down_proj.data[expert]
-        gate, up = self.gate_up_proj.data[expert].split(self.hidden)
+            return down
+        gate, up = gate_up.split(self.hidden)
         return gate if projection == "gate_proj" else up
 
     def load_expert(self, expert: int, projection: str, tensor: torch.Tensor) -> None:
+        if self.is_fp8:
+            raise RuntimeError("load the experts before storing them in fp8")
         slot = self._slot(expert, projection)
         if tensor.shape != slot.shape:
             raise ValueError(f"expert {expert}.{projection}: shape {tuple(tensor.shape)} != {tuple(slot.shape)}")
@@ -149,13 +200,18 @@ class RoutedExperts(nn.Module):
         return {f"{expert}.{projection}.weight": self._slot(expert, projection)
                 for projection in EXPERT_PROJECTIONS for expert in range(self.num_experts)}
 
+    def runs_gemv(self, num_pairs: int) -> bool:
+        """Whether `num_pairs` (token, expert) pairs go to the GEMV path (fixed per captured batch size)."""
+        return self.sync_free and num_pairs <= GEMV_MAX_PAIRS
+
     def forward(self, x: torch.Tensor, weights: torch.Tensor, expert_ids: torch.Tensor) -> torch.Tensor:
         """x [N, D], weights / expert_ids [N, k] -> sum_k weights * expert_k(x) [N, D]."""
-        if not self.sync_free:
-            run = looped_experts
-        else:  # the pair count is fixed per captured batch size, so this choice is too
-            run = gemv_experts if expert_ids.numel() <= GEMV_MAX_PAIRS else grouped_experts
-        return run(x, weights, expert_ids, self.gate_up_proj, self.down_proj, self.first_expert)
+        if self.runs_gemv(expert_ids.numel()):
+            scales = (self.gate_up_scale, self.down_scale) if self.is_fp8 else None
+            return gemv_experts(x, weights, expert_ids, self.gate_up_proj, self.down_proj, self.first_expert,
+                                scales=scales)
+        run = grouped_experts if self.sync_free else looped_experts
+        return run(x, weights, expert_ids, *self._float_stacks(), self.first_expert)
 
 
 def _pairs_by_expert(expert_ids: torch.Tensor, first_expert: int,
@@ -218,22 +274,56 @@ def grouped_experts(x: torch.Tensor, weights: torch.Tensor, expert_ids: torch.Te
 
 
 def gemv_experts(x: torch.Tensor, weights: torch.Tensor, expert_ids: torch.Tensor, gate_up: torch.Tensor,
-                 down: torch.Tensor, first_expert: int = 0) -> torch.Tensor:
-    """The same sum for a few pairs, each pair's expert read by a GEMV (model/kernels/gemv.py);
-    pairs stay in token order, so nothing is sorted or scattered."""
-    num_tokens, top_k = expert_ids.shape
-    flat_ids = expert_ids.flatten()
-    gate, up = expert_gemv(x.repeat_interleave(top_k, dim=0), gate_up, flat_ids, first_expert).chunk(2, dim=-1)
-    pair_out = expert_gemv(F.silu(gate) * up, down, flat_ids, first_expert)  # other ranks' pairs: zero rows
-    return (pair_out.view(num_tokens, top_k, -1) * weights[..., None]).sum(dim=1).to(x.dtype)
+                 down: torch.Tensor, first_expert: int = 0, *,
+                 scales: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """The same sum for a few pairs, each pair's expert read by a GEMV (model/kernels/gemv.py), the
+    second forming silu(gate) * up as it reads; pairs stay in token order, so nothing is sorted or
+    scattered. scales: the fp8 stacks' tile scales (gate_up, down)."""
+    gate_up_scale, down_scale = scales if scales is not None else (None, None)
+    gate_up_out = expert_gemv(x, gate_up, expert_ids, first_expert, scales=gate_up_scale)
+    pair_out = expert_gemv(gate_up_out, down, expert_ids, first_expert, scales=down_scale, glu=True)
+    return (pair_out.view(*weights.shape, -1) * weights[..., None]).sum(dim=1).to(x.dtype)
+
+
+def gemv_experts_and_shared(x: torch.Tensor, gate: Gate, experts: RoutedExperts,
+                            shared: tuple[SharedOperand, SharedOperand],
+                            side_stream: torch.cuda.Stream | None = None) -> torch.Tensor:
+    """Routed plus shared experts of x [N, D] on the GEMV path, the shared ones as pairs of weight 1
+    after each token's routed ones. The shared pairs' gate/up needs no routing: it runs first, on
+    `side_stream` when given, beside gate(x) -> (weights, expert ids) (the router's GEMV and
+    top-k, mostly latency); the down projection then takes all pairs in one GEMV."""
+    shared_gate_up, shared_down_ = shared
+    (num_tokens, _), top_k = x.shape, gate.top_k
+    pairs_per_token = top_k + shared_gate_up.count
+    gate_up_out = x.new_empty(num_tokens * pairs_per_token, experts.gate_up_proj.shape[1])
+    unrouted = torch.empty(num_tokens, top_k, dtype=torch.long, device=x.device)  # shared slots read no id
+    shared_part = (x, experts.gate_up_proj, unrouted, experts.first_expert, shared_gate_up,
+                   (top_k, shared_gate_up.count), gate_up_out)
+    if side_stream is not None:
+        _forked(side_stream, _shared_gate_up, *shared_part)
+    else:
+        _shared_gate_up(*shared_part)
+    weights, expert_ids = gate(x)
+    expert_gemv(x, experts.gate_up_proj, expert_ids, experts.first_expert, shared=shared_gate_up,
+                slots=(0, top_k), out=gate_up_out)
+    if side_stream is not None:
+        _joined(side_stream, gate_up_out)
+    pair_out = expert_gemv(gate_up_out, experts.down_proj, expert_ids, experts.first_expert, shared=shared_down_,
+                           glu=True)  # other ranks' routed pairs: zero rows
+    weights = torch.cat([weights, weights.new_ones(num_tokens, shared_gate_up.count)], dim=1)
+    return (pair_out.view(num_tokens, pairs_per_token, -1) * weights[..., None]).sum(dim=1).to(x.dtype)
+
+
+def _shared_gate_up(x, gate_up, unrouted, first_expert, shared, slots, out) -> None:
+    expert_gemv(x, gate_up, unrouted, first_expert, shared=shared, slots=slots, out=out)
 
 
 @torch.compiler.disable  # stream switches stay out of torch.compile's graphs and run as written
-def _forked(stream: torch.cuda.Stream, fn, x: torch.Tensor) -> torch.Tensor:
-    """fn(x) enqueued on `stream` after what the current stream has enqueued so far."""
+def _forked(stream: torch.cuda.Stream, fn, x: torch.Tensor, *args):
+    """fn(x, *args) enqueued on `stream` after what the current stream has enqueued so far."""
     stream.wait_stream(torch.cuda.current_stream(x.device))
     with torch.cuda.stream(stream):
-        return fn(x)
+        return fn(x, *args)
 
 
 @torch.compiler.disable
@@ -262,10 +352,28 @@ class MoE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.shared_experts is None:
             return self._routed(x)
+        shared = self._shared_operands(x.shape[:-1].numel())
+        if shared is not None:
+            flat = x.reshape(-1, x.shape[-1])
+            return gemv_experts_and_shared(flat, self.gate, self.experts, shared, self.side_stream).view(x.shape)
         if self.side_stream is None:
             return self._routed(x) + self.shared_experts(x)
-        shared = _forked(self.side_stream, self.shared_experts, x)
-        return self._routed(x) + _joined(self.side_stream, shared)
+        shared_out = _forked(self.side_stream, self.shared_experts, x)
+        return self._routed(x) + _joined(self.side_stream, shared_out)
+
+    def _shared_operands(self, num_tokens: int) -> tuple[SharedOperand, SharedOperand] | None:
+        """The shared experts as extra pairs of the routed experts' GEMVs, where those run and can
+        read them: merged gate/up (model/layers/merged.py), a width of whole routed experts (not
+        after a tensor-parallel cut to less), and the routed experts' element type. At batch 1 this
+        replaces the shared MLP's five kernels with two GEMV launches (docs/gpu.md)."""
+        mlp, experts = self.shared_experts, self.experts
+        down = mlp.down_proj
+        if (mlp.merged_gate_up is None or type(down) is not Linear or down.bias is not None
+                or not experts.runs_gemv(num_tokens * self.gate.top_k)
+                or down.weight.shape[1] % experts.hidden or down.weight.dtype != experts.down_proj.dtype):
+            return None
+        count = down.weight.shape[1] // experts.hidden
+        return shared_gate_up(mlp.merged_gate_up, count), shared_down(down.weight, count)
 
     def _routed(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])

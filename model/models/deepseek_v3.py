@@ -130,6 +130,15 @@ class DeepseekV3ForCausalLM(nn.Module):
         # where models may still be sharded after loading (model/parallel.py; see merge_projections).
         if self.runtime.device != "cpu":
             self.merge_projections()
+        if self.runtime.fp8_experts:
+            self.store_experts_fp8()
+
+    def store_experts_fp8(self) -> None:
+        """Every layer's routed experts as float8 with tile scales (RoutedExperts.store_fp8); after
+        loading and any sharding, which cut the stacks but not the scales."""
+        for layer in self.model.layers:
+            if isinstance(layer.mlp, MoE):
+                layer.mlp.experts.store_fp8()
 
     def merge_projections(self) -> None:
         """Each layer's projections of one input as one matrix (model/layers/merged.py): q_proj or
