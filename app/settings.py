@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     embedder_threads: int = 0
     # 0: the embedder's calibrated value (ingest/embed.py); questions whose best source scores lower are refused.
     refusal_min_cosine: float = 0.0
+    # Before answering, the model judges whether the sources hold the answer (rag/judge.py; one extra
+    # prompt pass); below this yes/no log-odds it refuses. Calibrated for the default model by
+    # bench/refusal_judge.py (docs/quality.md): re-run it for another model.
+    refusal_judge: bool = True
+    refusal_judge_min_score: float = 3.0
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

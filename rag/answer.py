@@ -1,9 +1,11 @@
 """Sources + question → a stream of events: the grounded, cited answer as the model writes it.
 
 Order: `sources`, then `reasoning` / `token` deltas, then one `citation` per cited source, then
-`done` (or `error` when the model server fails). When no source is close enough to the question
-(best query–chunk cosine below `AnswerConfig.min_dense_score`), the model is not called at all and
-the answer is the plain refusal sentence.
+`done` (or `error` when the model server fails). The answer is the plain refusal sentence, and
+`done.refused_by` says why, when no source is close enough to the question (best query–chunk cosine
+below `AnswerConfig.min_dense_score`: "threshold", the model is not called at all), when the model
+judges that the sources do not hold the answer (rag/judge.py, with `AnswerConfig.min_judge_score`:
+"judge"), or when the model itself replies with the refusal ("model").
 
 With a `Protection`, sensitive content is handled before anything reaches the model or the user:
 the question and every source are rewritten by the policy (the model cannot repeat what it never
@@ -19,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from rag.citations import DEFAULT_MIN_SUPPORT, Citation, attribute_citations, parse_citations
+from rag.judge import judge_evidence
 from rag.llm import ChatClient, LLMError, LLMUnavailable
 from rag.prompt import REFUSAL_EN, REFUSAL_ZH, Source, build_messages, refusal_text
 from rag.sensitive import ActionTaken, Protection, StreamGuard
@@ -41,6 +44,9 @@ class AnswerConfig:
     min_support: float = DEFAULT_MIN_SUPPORT
     # Stricter than min_support: an inferred citation has no marker from the model to back it.
     attribution_min_support: float = 0.5
+    # None: no judge call. Else refuse when the model's yes/no log-odds that the sources hold the
+    # answer is below this (rag/judge.py; calibrated per model by bench/refusal_judge.py).
+    min_judge_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,11 +137,17 @@ def answer_stream(
         question_for_model = question
     yield Event("sources", {"sources": [source_payload(s) for s in sources]})
     if not has_evidence(sources, config.min_dense_score):
-        text = refusal_text(question)
-        yield Event("token", {"text": text})
-        yield Event("done", {"answer": text, "reasoning": "", "refused": True, "citations": [],
-                             "redactions": taken})
+        yield from _refusal(question, "threshold", taken)
         return
+    if config.min_judge_score is not None:
+        try:
+            judged = judge_evidence(chat, question_for_model, sources, history)
+        except LLMError as exc:
+            yield _llm_error(exc)
+            return
+        if judged is not None and judged < config.min_judge_score:
+            yield from _refusal(question, "judge", taken)
+            return
 
     answer: list[str] = []
     reasoning: list[str] = []
@@ -169,8 +181,7 @@ def answer_stream(
                 sink.append(shown)
                 yield Event(kind, {"text": shown})
     except LLMError as exc:
-        code = "LLM_UNAVAILABLE" if isinstance(exc, LLMUnavailable) else "LLM_FAILED"
-        yield Event("error", {"code": code, "message": str(exc)})
+        yield _llm_error(exc)
         return
     for stage, guard in guards.items():
         taken += _taken_payload("answer" if stage == "token" else stage, guard.actions_taken)
@@ -192,7 +203,20 @@ def answer_stream(
             "answer": text,
             "reasoning": "".join(reasoning).strip(),
             "refused": refused,
+            "refused_by": "model" if refused else None,
             "citations": [citation_payload(c) for c in citations],
             "redactions": taken,
         },
     )
+
+
+def _refusal(question: str, refused_by: str, taken: list[dict]) -> Iterator[Event]:
+    text = refusal_text(question)
+    yield Event("token", {"text": text})
+    yield Event("done", {"answer": text, "reasoning": "", "refused": True, "refused_by": refused_by,
+                         "citations": [], "redactions": taken})
+
+
+def _llm_error(exc: LLMError) -> Event:
+    code = "LLM_UNAVAILABLE" if isinstance(exc, LLMUnavailable) else "LLM_FAILED"
+    return Event("error", {"code": code, "message": str(exc)})

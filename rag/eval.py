@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from ingest.chunk import ChunkConfig
 from ingest.embed import Embedder
-from rag.answer import AnswerConfig, answer_stream, has_evidence
+from rag.answer import AnswerConfig, answer_stream
 from rag.eval_data import QASet, load_qa_set, qa_set_dirs, question_text
 from rag.eval_kb import EvalKB, Progress, VectorCache, build_kb, no_progress
 from rag.eval_metrics import RANK_DEPTH, QuestionResult
@@ -178,7 +178,7 @@ def generate(
         result.latency_s += time.perf_counter() - started
         result.answer = done["answer"]
         result.refused = bool(done["refused"])
-        result.below_threshold = not has_evidence(sources, config.min_dense_score)
+        result.refused_by = done["refused_by"]
         result.cited = [by_n[c["n"]].document for c in done["citations"]]
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:

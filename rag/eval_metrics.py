@@ -27,9 +27,10 @@ class QuestionResult:
     latency_s: float
     answer: str | None = None  # None: not generated
     refused: bool | None = None
-    # True: no source reached the cosine threshold, so the model was not asked; False: the model refused
-    # or answered. Tells a threshold set too high from a model that will not answer.
-    below_threshold: bool | None = None
+    # Who refused (rag/answer.py): "threshold" (no source reached the cosine threshold; the model was
+    # not asked), "judge" (the model judged the sources not to hold the answer) or "model" (it replied
+    # with the refusal). Tells a threshold or judge set too strict from a model that will not answer.
+    refused_by: str | None = None
     cited: list[str] | None = None  # passage id of each cited chunk
     question_id: str = ""
 
@@ -127,8 +128,9 @@ def summarize(results: Sequence[QuestionResult]) -> dict:
         summary["refusal"] = {
             "accuracy": _mean(float(r.refused) for r in unanswerable),
             "false_refusal_rate": _mean(float(r.refused) for r in answerable),
-            # share of the refusals that the cosine threshold made before asking the model
-            "by_threshold": _mean(float(bool(r.below_threshold)) for r in generated if r.refused),
+            # share of the refusals made by the cosine threshold, by the model's yes/no judgement
+            "by_threshold": _mean(float(r.refused_by == "threshold") for r in generated if r.refused),
+            "by_judge": _mean(float(r.refused_by == "judge") for r in generated if r.refused),
         }
     latencies = [r.latency_s for r in results]
     summary["latency_s"] = {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}

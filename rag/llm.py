@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -104,22 +105,48 @@ class ChatClient:
         if stop:
             body["stop"] = list(stop)
         splitter = ThinkSplitter()
-        # Connecting should be quick; the read timeout covers a slow first token on a busy CPU.
-        timeout = httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s))
+        with self._errors_mapped(), httpx.Client(timeout=self._timeout()) as client:
+            with client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
+                if response.status_code >= 400:
+                    body_text = response.read().decode("utf-8", "replace")
+                    raise LLMRequestFailed(response.status_code, body_text)
+                for payload in _sse_data(response.iter_lines()):
+                    delta = _delta_of(payload)
+                    if delta.reasoning:
+                        yield ChatDelta(reasoning=delta.reasoning)
+                    if delta.content:
+                        split = splitter.feed(delta.content)
+                        if split.content or split.reasoning:
+                            yield split
+        tail = splitter.flush()
+        if tail.content or tail.reasoning:
+            yield tail
+
+    def first_token_logprobs(self, messages: Sequence[dict], *, top_logprobs: int) -> dict[str, float]:
+        """{token text: log-probability} of the `top_logprobs` likeliest first tokens of the reply
+        (OpenAI's `logprobs`; one prompt forward pass and one token)."""
+        body = {"model": self.model, "messages": list(messages), "max_tokens": 1, "temperature": 0.0,
+                "logprobs": True, "top_logprobs": top_logprobs}
+        with self._errors_mapped(), httpx.Client(timeout=self._timeout()) as client:
+            response = client.post(f"{self.base_url}/chat/completions", json=body)
+        if response.status_code >= 400:
+            raise LLMRequestFailed(response.status_code, response.text)
         try:
-            with httpx.Client(timeout=timeout) as client:
-                with client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
-                    if response.status_code >= 400:
-                        body_text = response.read().decode("utf-8", "replace")
-                        raise LLMRequestFailed(response.status_code, body_text)
-                    for payload in _sse_data(response.iter_lines()):
-                        delta = _delta_of(payload)
-                        if delta.reasoning:
-                            yield ChatDelta(reasoning=delta.reasoning)
-                        if delta.content:
-                            split = splitter.feed(delta.content)
-                            if split.content or split.reasoning:
-                                yield split
+            first = response.json()["choices"][0]["logprobs"]["content"][0]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise LLMProtocolError(f"no logprobs in the reply (does this server support them?): "
+                                   f"{response.text[:200]!r}") from exc
+        alternatives = first.get("top_logprobs") or [first]
+        return {entry["token"]: float(entry["logprob"]) for entry in alternatives}
+
+    def _timeout(self) -> httpx.Timeout:
+        # Connecting should be quick; the read timeout covers a slow first token on a busy CPU.
+        return httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s))
+
+    @contextmanager
+    def _errors_mapped(self) -> Iterator[None]:
+        try:
+            yield
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise LLMUnavailable(f"no model server at {self.base_url}: {exc}") from exc
         except httpx.TimeoutException as exc:
@@ -128,9 +155,6 @@ class ChatClient:
             ) from exc
         except httpx.HTTPError as exc:
             raise LLMUnavailable(f"model server at {self.base_url} failed: {exc}") from exc
-        tail = splitter.flush()
-        if tail.content or tail.reasoning:
-            yield tail
 
 
 def _sse_data(lines: Iterator[str]) -> Iterator[dict]:

@@ -29,6 +29,12 @@ def citation_list(citations: list[dict]) -> None:
             st.caption(f"相关度 score {citation.get('score', 0):.3f}")
 
 
+REFUSAL_REASONS = {
+    "threshold": "没有与问题足够相关的资料 / No source is close enough to the question.",
+    "judge": "模型判断检索到的资料不包含答案 / The model judged that the retrieved sources do not hold the answer.",
+}
+
+
 def render_answer(message: dict) -> None:
     if message.get("reasoning"):
         with st.expander("思考过程 Reasoning", expanded=False):
@@ -37,6 +43,9 @@ def render_answer(message: dict) -> None:
         st.error(message["error"])
     elif message.get("refused"):
         st.info(message.get("answer") or "资料中没有找到答案 / The documents do not contain the answer.")
+        why = REFUSAL_REASONS.get(message.get("refused_by"))
+        if why:
+            st.caption(why)
     else:
         st.markdown(message.get("answer", ""))
     citation_list(message.get("citations", []))

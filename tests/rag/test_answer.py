@@ -33,8 +33,8 @@ def test_refuses_without_calling_the_model_when_no_source_is_close():
     events = list(answer_stream("如何备份数据？", sources, chat=closed_port_client(),
                                 config=AnswerConfig(min_dense_score=0.3)))
     assert [e.type for e in events] == ["sources", "token", "done"]
-    assert events[-1].data == {"answer": REFUSAL_ZH, "reasoning": "", "refused": True, "citations": [],
-                              "redactions": []}
+    assert events[-1].data == {"answer": REFUSAL_ZH, "reasoning": "", "refused": True, "refused_by": "threshold",
+                              "citations": [], "redactions": []}
 
 
 def test_refuses_in_english_when_there_are_no_sources():
@@ -96,3 +96,24 @@ def test_grounded_english_answer_cites_its_source(real_chat):
         # Seen with the 0.5B test model: it answers "14" and drops the marker; the default 1.5B model
         # and citation compliance are measured in issue 5's evaluation.
         pytest.xfail(f"0.5B model answered without citing [1]: {done['answer']!r}")
+
+
+JUDGED = AnswerConfig(max_tokens=96, min_judge_score=3.0)  # the default model's calibrated threshold
+
+
+def test_judge_refuses_a_question_the_close_sources_do_not_answer(real_chat):
+    # On topic (backups), so the cosine threshold lets it through; the answer is not there.
+    sources = [source(1, "数据备份：系统每天凌晨两点自动备份数据目录，备份文件保存在 /var/backups/zhiku，保留七天。",
+                      dense_score=0.7, document="运维手册.docx", page=4)]
+    events = list(answer_stream("备份数据的加密密钥由谁保管？", sources, chat=real_chat, config=JUDGED))
+    assert [e.type for e in events] == ["sources", "token", "done"]
+    assert events[-1].data["refused"] is True and events[-1].data["refused_by"] == "judge"
+    assert events[-1].data["answer"] == REFUSAL_ZH
+
+
+def test_judge_lets_an_answerable_question_through(real_chat):
+    sources = [source(1, "Passwords must be at least 14 characters long and expire after 90 days.", dense_score=0.7,
+                      document="security-policy.md", page=1)]
+    events = list(answer_stream("After how many days do passwords expire?", sources, chat=real_chat, config=JUDGED))
+    done = events[-1].data
+    assert done["refused"] is False and done["refused_by"] is None and "90" in done["answer"], done

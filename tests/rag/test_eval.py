@@ -74,17 +74,19 @@ def result(answerable: bool, ranked: list[str], **answer) -> QuestionResult:
 def test_summary_separates_refusal_accuracy_from_false_refusals():
     results = [
         result(True, ["p1"], answer="锣鼓点 [1]", refused=False, cited=["p1", "p9"]),
-        result(True, ["p2", "p1"], answer="资料中没有找到答案。", refused=True, cited=[]),
-        result(False, ["p3"], answer="资料中没有找到答案。", refused=True, below_threshold=True, cited=[]),
-        result(False, ["p4"], answer="胡说 [1]", refused=False, cited=["p4"]),
+        result(True, ["p2", "p1"], answer="资料中没有找到答案。", refused=True, refused_by="model", cited=[]),
+        result(False, ["p3"], answer="资料中没有找到答案。", refused=True, refused_by="threshold", cited=[]),
+        result(False, ["p4"], answer="资料中没有找到答案。", refused=True, refused_by="judge", cited=[]),
+        result(False, ["p5"], answer="胡说 [1]", refused=False, cited=["p5"]),
     ]
     summary = summarize(results)
     assert summary["retrieval"]["recall@1"] == 0.5 and summary["retrieval"]["mrr"] == 0.75
     assert summary["answer"] == {"em": 0.5, "f1": 0.5}  # the refused answerable question scores 0
     assert summary["citation_precision"] == 0.5  # p1 of p1, p9; unanswerable questions' citations not counted
-    # one of the two refusals was the cosine threshold's, the other the model's
-    assert summary["refusal"] == {"accuracy": 0.5, "false_refusal_rate": 0.5, "by_threshold": 0.5}
-    assert summary["n_questions"] == 4
+    # one refusal each by the cosine threshold, the model's yes/no judgement and the model's reply
+    assert summary["refusal"] == pytest.approx({"accuracy": 2 / 3, "false_refusal_rate": 0.5,
+                                                "by_threshold": 1 / 3, "by_judge": 1 / 3})
+    assert summary["n_questions"] == 5
 
 
 def test_a_parent_folder_is_every_set_inside_it(evaldata):

@@ -109,7 +109,8 @@ if question:
                     answer_box.markdown(answer["answer"] + "▌")
                 elif kind == "done":
                     answer.update(answer=data["answer"], reasoning=data["reasoning"], refused=data["refused"],
-                                  citations=data["citations"], question_id=data.get("question_id"))
+                                  refused_by=data.get("refused_by"), citations=data["citations"],
+                                  question_id=data.get("question_id"))
                 elif kind == "error":
                     answer.update(error=data["message"], question_id=data.get("question_id"))
         except ApiError as exc:

@@ -1,0 +1,67 @@
+"""The model's own judgement of whether the sources hold the answer, before it writes one.
+
+The default 1.5B model almost never says "not in the sources" by itself (MODELS.md; 4 of 13
+unanswerable questions refused in docs/quality.md), and SQuAD 2.0-style questions about the very
+topics in the knowledge base pass any retrieval-score threshold. Asked directly — "do these sources
+contain the answer? yes or no" — the same model separates them well: the log-odds of its first
+token, yes against no, is the score (`bench/refusal_judge.py` calibrates the threshold; AUC and
+operating points in docs/quality.md). Costs one extra prompt forward pass (max_tokens=1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from rag.llm import ChatClient, LLMProtocolError
+from rag.prompt import Source, format_source
+
+JUDGE_SYSTEM_PROMPT = (
+    "判断下面的资料是否包含回答问题所需的信息。只回答“是”或“否”。\n"
+    "Decide whether the sources below contain the information needed to answer the question. "
+    "Reply only Yes or No."
+)
+YES = frozenset({"是", "yes"})
+NO = frozenset({"否", "no"})
+TOP_LOGPROBS = 20
+
+
+def judge_messages(question: str, sources: Sequence[Source], history: Sequence[dict] = ()) -> list[dict]:
+    """The judge's prompt: its own rule, the chat so far (a follow-up is judged in its context), then the
+    sources and the question as the answer prompt holds them."""
+    sources_block = "\n\n".join(format_source(s) for s in sources)
+    user = f"资料 / Sources:\n{sources_block}\n\n问题 / Question: {question.strip()}"
+    return [{"role": "system", "content": JUDGE_SYSTEM_PROMPT}, *history, {"role": "user", "content": user}]
+
+
+def evidence_score(first_token: Mapping[str, float]) -> float | None:
+    """log P(yes) - log P(no) over the first token's listed alternatives ({text: logprob}), each side
+    summed over its spellings. A side missing from the list is bounded by the least likely listed
+    token, so the score errs toward the middle, never to infinity. None (the judge abstains) when
+    neither is listed: a reasoning model (R1) starts with its thoughts, not with yes or no."""
+    floor = min(first_token.values(), default=0.0)
+
+    def side(words: frozenset[str]) -> float | None:
+        found = [lp for token, lp in first_token.items() if token.strip().lower() in words]
+        return _logsumexp(found) if found else None
+
+    yes, no = side(YES), side(NO)
+    if yes is None and no is None:
+        return None
+    return (floor if yes is None else yes) - (floor if no is None else no)
+
+
+def judge_evidence(chat: ChatClient, question: str, sources: Sequence[Source],
+                   history: Sequence[dict] = ()) -> float | None:
+    messages = judge_messages(question, sources, history)
+    try:
+        first_token = chat.first_token_logprobs(messages, top_logprobs=TOP_LOGPROBS)
+    except LLMProtocolError as exc:
+        raise LLMProtocolError(f"{exc}; the refusal judge needs a model server that returns logprobs "
+                               "(or turn it off: ZHIKU_REFUSAL_JUDGE=false)") from exc
+    return evidence_score(first_token)
+
+
+def _logsumexp(values: Sequence[float]) -> float:
+    peak = max(values)
+    return peak + math.log(sum(math.exp(v - peak) for v in values))
