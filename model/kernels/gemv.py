@@ -78,8 +78,8 @@ def shared_down(down: torch.Tensor, count: int) -> SharedOperand:
 
 if triton is not None:
     # Only configurations that came within ~20% of the best on V2-Lite's expert shapes, bf16 and fp8
-    # (an H200 sweep over BLOCK_N 8-64, BLOCK_K 128-512, 4 or 8 warps): the autotuner's timings are
-    # noisy at these 10-30 us, and from the wider list it once kept a config 1.6x slower.
+    # (bench/gpu_gemv_sweep.py on an H200): the autotuner's timings are noisy at these 10-30 us, and
+    # from the wider list it once kept a config 1.6x slower.
     @triton.autotune(
         configs=[triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=3)
                  for n, k, w in ((8, 256, 4), (16, 128, 8), (16, 256, 4), (32, 256, 8), (16, 512, 4),

@@ -34,7 +34,8 @@ _BLOCK_V = 16  # output values per combining program: d_v / 16 programs per (row
 # 32 x 512 float32 tile per program. Past about 64 queries per step the programs run in several
 # waves and torch's batched GEMMs, which read a row's cache once for all its heads, win. Measured
 # on an H200 at batch 1 (docs/gpu.md): V2-Lite's 16 heads 6.4 + 1.5 us per layer against about 12
-# for torch's kernels; V3's 128 heads 30 us, about 25 more than torch's.
+# for torch's kernels (5.9 + 3.4 now, the second applying W_uv too); V3's 128 heads 30 us, about
+# 25 more than torch's.
 MAX_QUERIES = 64
 
 if triton is not None:
