@@ -1,17 +1,26 @@
 """Our own CPU loops, in C (expand.c, built by `pip install`): one-pass int4/int8 -> bf16 expansion.
 
-`SUPPORTED` is False where the CPU lacks AVX-512 with BF16 conversions; callers then use torch ops.
+`SUPPORTED` is False where the CPU lacks AVX-512 with BF16 conversions, or where the extension was not
+built; callers then use torch ops.
 The functions take contiguous CPU tensors and write into a bf16 tensor the caller passes (reused
 across the slices of one GEMM, so its pages are faulted in once).
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
-from model.native import _expand
+try:
+    from model.native import _expand
+except ImportError:  # a source tree used without `pip install` (the extension is built there)
+    _expand = None
+    logging.getLogger(__name__).warning(
+        "model/native is not built (run `pip install -e .`): int4/int8 prefill expands weights with "
+        "torch ops, about 2x slower")
 
-SUPPORTED: bool = _expand.supported()
+SUPPORTED: bool = _expand is not None and _expand.supported()
 
 
 def expand_int4(blocks: torch.Tensor, scales_and_zeros: torch.Tensor, first: int, group_size: int,
