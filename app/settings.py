@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     ui_port: int = 8501
     llm_port: int = 8001
 
-    chunk_tokens: int = 400
-    chunk_overlap_tokens: int = 60
+    chunk_tokens: int = 256  # see ingest/chunk.py ChunkConfig
+    chunk_overlap_tokens: int = 40
     top_k: int = 5
     # A follow-up question ("它的保修期多久?") is rewritten by the answer model into a standalone one
     # for retrieval; one short extra model call per question that comes with a chat history.

@@ -4,7 +4,8 @@
         [--max-batch-size N] [--max-seq-len N] [--threads N] [--dtype float32|bfloat16]
 
 Routes: /v1/models, /v1/chat/completions (SSE stream or JSON; R1-style reasoning goes to
-`reasoning_content` as in DeepSeek's API), /health, /metrics (Prometheus text). The engine's
+`reasoning_content` as in DeepSeek's API; `logprobs` / `top_logprobs` as OpenAI's), /health, /metrics
+(Prometheus text). The engine's
 scheduler runs on its own thread; each request hands it a callback that posts deltas back to the
 event loop, so concurrent requests share decode steps.
 """
