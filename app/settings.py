@@ -54,15 +54,15 @@ class Settings(BaseSettings):
     # prompt pass); below this yes/no log-odds it refuses. Calibrated for the default model by
     # bench/refusal_judge.py (docs/quality.md): re-run it for another model.
     refusal_judge: bool = True
-    refusal_judge_min_score: float = 3.0
+    refusal_judge_min_score: float = 2.25
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     ui_port: int = 8501
     llm_port: int = 8001
 
-    chunk_tokens: int = 256  # see ingest/chunk.py ChunkConfig
-    chunk_overlap_tokens: int = 40
+    chunk_tokens: int = 400  # see ingest/chunk.py ChunkConfig
+    chunk_overlap_tokens: int = 60
     top_k: int = 5
     # A follow-up question ("它的保修期多久?") is rewritten by the answer model into a standalone one
     # for retrieval; one short extra model call per question that comes with a chat history.

@@ -9,7 +9,9 @@ absolute numbers). Prints a markdown table, saves JSON to bench/results/ and a P
         --variants int4,int8,bf16,transformers,llama.cpp
 
 llama.cpp is not a dependency of Zhiku; for its row: `pip install -c constraints.txt llama-cpp-python==0.3.36`
-(compiles llama.cpp for this CPU, ~15 minutes on 2 cores).
+(compiles llama.cpp for this CPU, ~15 minutes on 2 cores). On the AMX Xeon VM that build (-march=native)
+died with "Illegal instruction" at load; build without native flags there (not yet verified):
+`CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"`.
 
 Time to first token (TTFT) = the prompt's forward + choosing the first token; prefill tok/s = prompt
 tokens / TTFT; decode tok/s = the next new_tokens - 1 tokens over their time.

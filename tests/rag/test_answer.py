@@ -98,7 +98,7 @@ def test_grounded_english_answer_cites_its_source(real_chat):
         pytest.xfail(f"0.5B model answered without citing [1]: {done['answer']!r}")
 
 
-JUDGED = AnswerConfig(max_tokens=96, min_judge_score=3.0)  # the default model's calibrated threshold
+JUDGED = AnswerConfig(max_tokens=96, min_judge_score=2.25)  # the default model's calibrated threshold
 
 
 def test_judge_refuses_a_question_the_close_sources_do_not_answer(real_chat):
