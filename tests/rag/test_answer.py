@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer import AnswerConfig, answer_stream
+from rag.answer import AnswerConfig, answer_stream, is_refusal
 from rag.llm import ChatClient
 from rag.prompt import REFUSAL_EN, REFUSAL_ZH, Source
 from tests.servers import free_port, model_server
@@ -25,6 +25,14 @@ def source(
 ) -> Source:
     return Source(n=n, chunk_id=n, text=text, document=document, page=page, section="", score=0.03,
                   dense_score=dense_score)
+
+
+def test_a_reply_is_a_refusal_only_when_it_says_nothing_else():
+    assert is_refusal(REFUSAL_ZH) and is_refusal(REFUSAL_EN) and is_refusal(f"根据资料，{REFUSAL_ZH}")
+    assert is_refusal(f"Sorry, {REFUSAL_EN.lower()} [1]")
+    # Seen from the default model: the full answer, then the sentence.
+    assert not is_refusal(f"1. 先停止知库（按 Ctrl-C）。\n2. 复制整个数据目录，例如 tar czf backup.tar.gz data/。\n\n{REFUSAL_ZH}")
+    assert not is_refusal("Backups are kept for seven days [1].")
 
 
 def test_refuses_without_calling_the_model_when_no_source_is_close():
