@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from rag.llm import ChatClient, LLMProtocolError
-from rag.prompt import Source, format_source
+from rag.prompt import Source, sources_and_question
 
 JUDGE_SYSTEM_PROMPT = (
     "判断下面的资料是否包含回答问题所需的信息。只回答“是”或“否”。\n"
@@ -31,9 +31,8 @@ TOP_LOGPROBS = 20
 def judge_messages(question: str, sources: Sequence[Source], history: Sequence[dict] = ()) -> list[dict]:
     """The judge's prompt: its own rule, the chat so far (a follow-up is judged in its context), then the
     sources and the question as the answer prompt holds them."""
-    sources_block = "\n\n".join(format_source(s) for s in sources)
-    user = f"资料 / Sources:\n{sources_block}\n\n问题 / Question: {question.strip()}"
-    return [{"role": "system", "content": JUDGE_SYSTEM_PROMPT}, *history, {"role": "user", "content": user}]
+    return [{"role": "system", "content": JUDGE_SYSTEM_PROMPT}, *history,
+            {"role": "user", "content": sources_and_question(question, sources)}]
 
 
 def evidence_score(first_token: Mapping[str, float]) -> float | None:

@@ -50,10 +50,15 @@ def format_source(source: Source) -> str:
     return f"[{source.n}] ({', '.join(where)}) {source.text.strip()}"
 
 
-def build_messages(question: str, sources: Sequence[Source], *, history: Sequence[dict] = ()) -> list[dict]:
-    """System rules, earlier turns, then one user turn holding the sources and the question."""
+def sources_and_question(question: str, sources: Sequence[Source]) -> str:
+    """The user turn: the numbered sources, then the question (the answer and the judge ask alike)."""
     sources_block = "\n\n".join(format_source(s) for s in sources)
     # No rule is repeated next to the question: with one there, the 0.5B model answered "[1] [1] …"
     # or a bare "[1]" instead of the fact (tried both wordings on tests/rag/test_answer.py).
-    user = f"资料 / Sources:\n{sources_block}\n\n问题 / Question: {question.strip()}"
-    return [{"role": "system", "content": SYSTEM_PROMPT}, *history, {"role": "user", "content": user}]
+    return f"资料 / Sources:\n{sources_block}\n\n问题 / Question: {question.strip()}"
+
+
+def build_messages(question: str, sources: Sequence[Source], *, history: Sequence[dict] = ()) -> list[dict]:
+    """System rules, earlier turns, then one user turn holding the sources and the question."""
+    return [{"role": "system", "content": SYSTEM_PROMPT}, *history,
+            {"role": "user", "content": sources_and_question(question, sources)}]
