@@ -25,7 +25,7 @@ _PACK_ROWS = 64 * _KERNEL_ROW_BLOCK  # rows per conversion into the kernel layou
 # (no bf16 copy is kept: resident memory stays 4/8-bit) where the CPU has a bf16 dot product (AVX512-BF16
 # or AMX), from EXPAND_FROM_ROWS rows on; shorter inputs, and every input elsewhere, take the int4/int8
 # kernel. torch's int8 kernel is as slow as the int4 one on long inputs (int8 prefill 0.25x transformers
-# on the Zen 4, docs/benchmarks.md); its expansion is only a conversion, the scale applies to the output.
+# on the Zen 4, docs/benchmarks.md); its expansion is a conversion times the channel's scale.
 # Measured with bench/quant_gemm.py on a 2-core AMD EPYC Zen 4 (AVX512-BF16, no AMX), 1 thread, for the
 # 1.5B model's 8960x1536 gate/up at 400 rows: int4 kernel 129 ms, bf16 F.linear 52 ms, expand + GEMM
 # 65 ms (break-even near 70 rows for the large matrices, 90 for 1536x1536). Its 400-token int4 prefill
