@@ -38,7 +38,8 @@ from rag.eval_data import passage_text, question_text
 from rag.eval_kb import VectorCache
 from rag.eval_metrics import RANK_DEPTH, QuestionResult
 from rag.eval_report import HYBRID, markdown_table, metric, plot
-from rag.answer import AnswerConfig, is_refusal
+from rag.answer import AnswerConfig
+from rag.refusal import is_refusal
 from rag.llm import ChatClient
 from rag.prompt import refusal_text
 

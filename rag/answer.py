@@ -5,7 +5,9 @@ Order: `sources`, then `reasoning` / `token` deltas, then one `citation` per cit
 `done.refused_by` says why, when no source is close enough to the question (best query–chunk cosine
 below `AnswerConfig.min_dense_score`: "threshold", the model is not called at all), when the model
 judges that the sources do not hold the answer (rag/judge.py, with `AnswerConfig.min_judge_score`:
-"judge"), or when the model itself replies with the refusal ("model").
+"judge"), or when the model itself replies with the refusal ("model"). `done.judge_scores` holds the
+judge's score per source; sources it scored below `AnswerConfig.min_source_judge_score` are left
+out of the answer prompt, and `done.sources_used` lists the numbers of those the model was given.
 
 With a `Protection`, sensitive content is handled before anything reaches the model or the user:
 the question and every source are rewritten by the policy (the model cannot repeat what it never
@@ -16,15 +18,15 @@ across deltas is still caught. A BLOCK finding in the question or the output end
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from rag.citations import DEFAULT_MIN_SUPPORT, Citation, attribute_citations, parse_citations
-from rag.judge import judge_evidence
+from rag.judge import best_score, judge_sources, sources_kept
 from rag.llm import ChatClient, LLMError, LLMUnavailable
-from rag.prompt import REFUSAL_EN, REFUSAL_ZH, Source, build_messages, refusal_text
+from rag.prompt import Source, build_messages, refusal_text
+from rag.refusal import TrailingRefusalGuard, is_refusal
 from rag.sensitive import ActionTaken, Protection, StreamGuard
 from rag.tokenize import has_cjk
 
@@ -48,6 +50,8 @@ class AnswerConfig:
     # None: no judge call. Else refuse when the model's yes/no log-odds that the sources hold the
     # answer is below this (rag/judge.py; calibrated per model by bench/refusal_judge.py).
     min_judge_score: float | None = None
+    # With the judge: sources scoring below this are left out of the answer prompt (None: keep all).
+    min_source_judge_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,19 +93,6 @@ def citation_payload(citation: Citation) -> dict:
 def has_evidence(sources: Sequence[Source], min_dense_score: float) -> bool:
     """A source without a cosine (unknown) counts as evidence: we refuse only on a measured miss."""
     return any(s.dense_score is None or s.dense_score >= min_dense_score for s in sources)
-
-
-# Letters (CJK or Latin) a reply may hold besides the refusal sentence and still be a refusal
-# ("根据资料，资料中没有找到答案。", "Sorry, the documents do not contain the answer.").
-REFUSAL_MAX_OTHER_LETTERS = 12
-
-
-def is_refusal(answer: str) -> bool:
-    """The reply is the refusal sentence, not an answer that also says it: the 1.5B model sometimes
-    ends a full, cited answer with the sentence (tests/e2e/test_cli.py saw it)."""
-    text = answer.lower()
-    rest = text.replace(REFUSAL_ZH.rstrip("。"), "").replace(REFUSAL_EN.rstrip(".").lower(), "")
-    return rest != text and len(re.sub(r"[\W\d_]+", "", rest)) <= REFUSAL_MAX_OTHER_LETTERS
 
 
 def blocked_text(question: str) -> str:
@@ -149,25 +140,35 @@ def answer_stream(
     if not has_evidence(sources, config.min_dense_score):
         yield from _refusal(question, "threshold", taken)
         return
+    judge_scores: list[dict] = []  # {"n", "score"} per judged source; score None: the judgement abstained
     if config.min_judge_score is not None:
         try:
-            judged = judge_evidence(chat, question_for_model, sources, history)
+            scores = judge_sources(chat, question_for_model, sources, history)
         except LLMError as exc:
             yield _llm_error(exc)
             return
-        if judged is not None and judged < config.min_judge_score:
-            yield from _refusal(question, "judge", taken)
+        judge_scores = [{"n": source.n, "score": score} for source, score in zip(sources, scores)]
+        best = best_score(scores)
+        if best is not None and best < config.min_judge_score:
+            yield from _refusal(question, "judge", taken, judge_scores)
             return
+        if config.min_source_judge_score is not None:
+            sources = sources_kept(sources, scores, config.min_source_judge_score)
 
     answer: list[str] = []
     reasoning: list[str] = []
     guards = {"reasoning": protection.stream_guard(), "token": protection.stream_guard()} if protection else {}
 
+    trailing_refusal = TrailingRefusalGuard()
+
     def released(kind: str, text: str, *, final: bool = False) -> str:
         guard: StreamGuard | None = guards.get(kind)
-        if guard is None:
+        if guard is not None:
+            text = guard.flush() if final else guard.feed(text)
+        if kind != "token":
             return text
-        return guard.flush() if final else guard.feed(text)
+        shown = trailing_refusal.feed(text)
+        return shown + trailing_refusal.flush() if final else shown
 
     def blocked() -> bool:
         return any(guard.blocked for guard in guards.values())
@@ -216,15 +217,19 @@ def answer_stream(
             "refused_by": "model" if refused else None,
             "citations": [citation_payload(c) for c in citations],
             "redactions": taken,
+            "judge_scores": judge_scores,
+            "sources_used": [source.n for source in sources],
         },
     )
 
 
-def _refusal(question: str, refused_by: str, taken: list[dict]) -> Iterator[Event]:
+def _refusal(question: str, refused_by: str, taken: list[dict],
+             judge_scores: Sequence[dict] = ()) -> Iterator[Event]:
     text = refusal_text(question)
     yield Event("token", {"text": text})
     yield Event("done", {"answer": text, "reasoning": "", "refused": True, "refused_by": refused_by,
-                         "citations": [], "redactions": taken})
+                         "citations": [], "redactions": taken, "judge_scores": list(judge_scores),
+                         "sources_used": []})
 
 
 def _llm_error(exc: LLMError) -> Event:

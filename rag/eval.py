@@ -180,6 +180,8 @@ def generate(
         result.refused = bool(done["refused"])
         result.refused_by = done["refused_by"]
         result.cited = [by_n[c["n"]].document for c in done["citations"]]
+        result.judged = [(by_n[j["n"]].document, j["score"]) for j in done["judge_scores"]]
+        result.used = [by_n[n].document for n in done["sources_used"]]
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         for done_count, _ in enumerate(pool.map(answer_one, range(len(results))), start=1):

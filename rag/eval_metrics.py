@@ -32,6 +32,10 @@ class QuestionResult:
     # with the refusal). Tells a threshold or judge set too strict from a model that will not answer.
     refused_by: str | None = None
     cited: list[str] | None = None  # passage id of each cited chunk
+    # The refusal judge's score of each source (passage id, score; None: abstained) and the passage
+    # ids the answer prompt kept: to calibrate rag/judge.py's thresholds from the log.
+    judged: list[tuple[str, float | None]] | None = None
+    used: list[str] | None = None
     question_id: str = ""
 
 

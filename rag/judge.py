@@ -52,16 +52,28 @@ def evidence_score(first_token: Mapping[str, float]) -> float | None:
     return (floor if yes is None else yes) - (floor if no is None else no)
 
 
-def judge_evidence(chat: ChatClient, question: str, sources: Sequence[Source],
-                   history: Sequence[dict] = ()) -> float | None:
-    """The best score over the sources, each judged on its own: asked about all of them at once the
-    model says yes far more often to unanswerable questions (AUC 0.79 against 0.84 one source at a
-    time; at ~4% false refusals 19% against 40% of unanswerable questions refused, docs/quality.md).
-    About the same prompt tokens; the requests go out together. None: every judgement abstained."""
+def judge_sources(chat: ChatClient, question: str, sources: Sequence[Source],
+                  history: Sequence[dict] = ()) -> list[float | None]:
+    """Each source's score, in the sources' order (None: that judgement abstained). Judged one at a
+    time: asked about all of them at once the model says yes far more often to unanswerable
+    questions (AUC 0.79 against 0.84 one source at a time; at ~4% false refusals 19% against 40% of
+    unanswerable questions refused, docs/quality.md). About the same prompt tokens; the requests go
+    out together."""
     with ThreadPoolExecutor(max_workers=max(1, len(sources))) as pool:
-        scores = list(pool.map(lambda source: _judge_one(chat, question, source, history), sources))
+        return list(pool.map(lambda source: _judge_one(chat, question, source, history), sources))
+
+
+def best_score(scores: Sequence[float | None]) -> float | None:
+    """The question's score: its best source's. None: every judgement abstained."""
     known = [score for score in scores if score is not None]
     return max(known) if known else None
+
+
+def sources_kept(sources: Sequence[Source], scores: Sequence[float | None], min_score: float) -> list[Source]:
+    """The sources the judge did not reject: with five near-miss sources the small model follows a
+    wrong one or mixes them (the oracle gap in docs/quality.md), so a source judged not to hold the
+    answer is left out of the answer prompt. An abstained judgement keeps its source."""
+    return [source for source, score in zip(sources, scores, strict=True) if score is None or score >= min_score]
 
 
 def _judge_one(chat: ChatClient, question: str, source: Source, history: Sequence[dict]) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer import AnswerConfig, answer_stream, is_refusal
+from rag.answer import AnswerConfig, answer_stream
 from rag.llm import ChatClient
 from rag.prompt import REFUSAL_EN, REFUSAL_ZH, Source
 from tests.servers import free_port, model_server
@@ -27,14 +27,6 @@ def source(
                   dense_score=dense_score)
 
 
-def test_a_reply_is_a_refusal_only_when_it_says_nothing_else():
-    assert is_refusal(REFUSAL_ZH) and is_refusal(REFUSAL_EN) and is_refusal(f"根据资料，{REFUSAL_ZH}")
-    assert is_refusal(f"Sorry, {REFUSAL_EN.lower()} [1]")
-    # Seen from the default model: the full answer, then the sentence.
-    assert not is_refusal(f"1. 先停止知库（按 Ctrl-C）。\n2. 复制整个数据目录，例如 tar czf backup.tar.gz data/。\n\n{REFUSAL_ZH}")
-    assert not is_refusal("Backups are kept for seven days [1].")
-
-
 def test_refuses_without_calling_the_model_when_no_source_is_close():
     # The client points at a closed port: calling it would end in an `error` event instead.
     sources = [source(1, "Unrelated text about gardening.", dense_score=0.05)]
@@ -42,7 +34,7 @@ def test_refuses_without_calling_the_model_when_no_source_is_close():
                                 config=AnswerConfig(min_dense_score=0.3)))
     assert [e.type for e in events] == ["sources", "token", "done"]
     assert events[-1].data == {"answer": REFUSAL_ZH, "reasoning": "", "refused": True, "refused_by": "threshold",
-                              "citations": [], "redactions": []}
+                              "citations": [], "redactions": [], "judge_scores": [], "sources_used": []}
 
 
 def test_refuses_in_english_when_there_are_no_sources():
@@ -125,3 +117,17 @@ def test_judge_lets_an_answerable_question_through(real_chat):
     events = list(answer_stream("After how many days do passwords expire?", sources, chat=real_chat, config=JUDGED))
     done = events[-1].data
     assert done["refused"] is False and done["refused_by"] is None and "90" in done["answer"], done
+
+
+def test_judge_leaves_a_source_without_the_answer_out_of_the_prompt(real_chat):
+    sources = [
+        source(1, "数据备份：系统每天凌晨两点自动备份数据目录，备份文件保存在 /var/backups/zhiku，保留七天。",
+               dense_score=0.7, document="运维手册.docx", page=4),
+        source(2, "员工请假需提前三天在人事系统提交申请，由直属主管审批。", dense_score=0.5, document="人事制度.docx", page=1),
+    ]
+    config = AnswerConfig(max_tokens=96, min_judge_score=2.25, min_source_judge_score=0.0)
+    done = list(answer_stream("备份文件保存在哪里？", sources, chat=real_chat, config=config))[-1].data
+    assert [judged["n"] for judged in done["judge_scores"]] == [1, 2]
+    assert done["sources_used"] == [1], done["judge_scores"]
+    assert done["refused"] is False and "/var/backups/zhiku" in done["answer"], done
+    assert {c["n"] for c in done["citations"]} <= {1}

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from rag.judge import evidence_score, judge_messages
+from rag.judge import best_score, evidence_score, judge_messages, sources_kept
 from rag.prompt import Source
 
 
@@ -36,3 +36,15 @@ def test_judge_prompt_numbers_the_sources_and_keeps_the_question():
     assert [m["role"] for m in messages] == ["system", "user"]
     assert "[1] (ops.md) 备份保存在 /var/backups。" in messages[1]["content"]
     assert messages[1]["content"].endswith("备份在哪里？")
+
+
+def test_the_question_scores_as_its_best_source_ignoring_abstentions():
+    assert best_score([-1.5, None, 3.0]) == 3.0
+    assert best_score([None, None]) is None
+
+
+def test_sources_judged_below_the_bar_are_left_out_and_abstentions_kept():
+    sources = [Source(n=n, chunk_id=n, text=f"text {n}", document="d", page=1, section="", score=0.0)
+               for n in (1, 2, 3, 4)]
+    kept = sources_kept(sources, [2.5, -0.7, None, 0.0], min_score=0.0)
+    assert [s.n for s in kept] == [1, 3, 4]
