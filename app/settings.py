@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     refusal_judge: bool = True
     refusal_judge_min_score: float = 2.25
     # Sources the judge scores below this are left out of the answer prompt (rag/judge.py sources_kept).
-    refusal_judge_min_source_score: float | None = 0.0
+    refusal_judge_drops_sources: bool = True
+    refusal_judge_min_source_score: float = 0.0
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

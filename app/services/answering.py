@@ -212,7 +212,8 @@ def answer_config(settings: Settings) -> AnswerConfig:
         max_tokens=settings.llm_max_tokens,
         min_dense_score=settings.refusal_min_cosine or min_relevant_cosine(settings.embedder),
         min_judge_score=settings.refusal_judge_min_score if settings.refusal_judge else None,
-        min_source_judge_score=settings.refusal_judge_min_source_score,
+        min_source_judge_score=(settings.refusal_judge_min_source_score
+                                if settings.refusal_judge_drops_sources else None),
     )
 
 
