@@ -6,12 +6,15 @@ after another in one run, for each thread count (the machine is shared: compare 
 absolute numbers). Prints a markdown table, saves JSON to bench/results/ and a PNG to docs/model_cpu.png.
 
     python bench/model_cpu.py --threads 1,2 --prompt-tokens 400 --new-tokens 64 \\
-        --variants int4,int8,bf16,transformers,llama.cpp
+        --variants int4,int4-torch-gemv,int8,bf16,transformers,llama.cpp
+
+(`int4-torch-gemv`: int4 decoding through torch's int4 kernel instead of model/native's GEMV.)
 
 llama.cpp is not a dependency of Zhiku; for its row: `pip install -c constraints.txt llama-cpp-python==0.3.36`
-(compiles llama.cpp for this CPU, ~15 minutes on 2 cores). On the AMX Xeon VM that build (-march=native)
-died with "Illegal instruction" at load; build without native flags there (not yet verified):
-`CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"`.
+(compiles llama.cpp for this CPU, ~15 minutes on 2 cores). On the Xeon VMs that build (-march=native)
+died with "Illegal instruction" at load; build it without native flags there (~12 minutes on 2 cores):
+`CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX2=ON
+-DGGML_FMA=ON -DGGML_F16C=ON" pip install -c constraints.txt --no-cache-dir llama-cpp-python==0.3.36`.
 
 Time to first token (TTFT) = the prompt's forward + choosing the first token; prefill tok/s = prompt
 tokens / TTFT; decode tok/s = the next new_tokens - 1 tokens over their time.
@@ -217,6 +220,12 @@ def run_child(args: argparse.Namespace) -> None:
         row = bench_transformers(args.model, prompt, args.new_tokens)
     elif args.child == "llama.cpp":
         row = bench_llama_cpp(args.model, prompt, args.new_tokens, args.threads)
+    elif args.child == "int4-torch-gemv":
+        # Decode through torch's int4 kernel, as before model/native's GEMV: that GEMV's gain in one run.
+        from model import native
+
+        native.GEMV_MAX_ROWS = 0
+        row = bench_ours(args.model, "int4", prompt, args.new_tokens) | {"name": "ours int4, torch's decode kernel"}
     else:
         row = bench_ours(args.model, None if args.child == "bf16" else args.child, prompt, args.new_tokens)
     row |= {"threads": args.threads, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
@@ -286,7 +295,7 @@ def main() -> None:
     parser.add_argument("--threads", default="2", help="comma-separated thread counts, e.g. 1,2")
     parser.add_argument("--prompt-tokens", type=int, default=400)
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--variants", default="int4,int8,bf16,transformers,llama.cpp")
+    parser.add_argument("--variants", default="int4,int4-torch-gemv,int8,bf16,transformers,llama.cpp")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "model_cpu.png",
                         help="write a PNG of the results here (default: the one docs/benchmarks.md shows); '' for none")
     parser.add_argument("--child", help=argparse.SUPPRESS)

@@ -225,7 +225,13 @@ class Int4WeightOnlyLinear(_LoadableLinear):
         return weight_t.view(self.in_features, stop - first)
 
     def kernel_mm(self, x2: torch.Tensor) -> torch.Tensor:
-        """x2 [rows, in] (kernel dtype) @ W^T through torch's int4 kernel."""
+        """x2 [rows, in] (kernel dtype) @ W^T. Decode rows (≤ 4) on one torch thread: model/native's int4
+        GEMV (8.54 against 7.88 tok/s through torch's kernel, 1 thread, docs/benchmarks.md). On more
+        threads torch's kernel, which runs on torch's own OpenMP workers (13.0 tok/s at 2 threads, 91%
+        of the copy bandwidth); splitting our GEMV over threads of our own lost to it (gemv.c says how).
+        Longer inputs: torch's int4 kernel."""
+        if native.SUPPORTED and x2.shape[0] <= native.GEMV_MAX_ROWS and torch.get_num_threads() == 1:
+            return _native_gemv_int4(self, x2)
         return torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size,
                                                           self.scales_and_zeros)
 
@@ -235,6 +241,12 @@ class Int4WeightOnlyLinear(_LoadableLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _quantized_forward(self, x)
+
+
+def _native_gemv_int4(layer: Int4WeightOnlyLinear, x2: torch.Tensor) -> torch.Tensor:
+    out = torch.empty(x2.shape[0], layer.out_features)
+    return native.gemv_int4(x2.float().contiguous(), layer.packed, layer.scales_and_zeros, layer.group_size, out,
+                            range(layer.out_features // _KERNEL_ROW_BLOCK))
 
 
 def expands_quantized(rows: int) -> bool:

@@ -12,11 +12,9 @@
 #include <Python.h>
 #include <stdint.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define EXPAND_X86 1
-#define AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#include "int4_layout.h"
 
+#ifdef NATIVE_X86
 /* Four groups of 16 float32 -> 64 bfloat16 (round to nearest even) at dst. */
 AVX512_BF16 static inline void store_bf16x64(uint16_t *dst, __m512 a, __m512 b, __m512 c, __m512 d) {
     _mm512_storeu_si512((void *)dst, (__m512i)_mm512_cvtne2ps_pbh(b, a));
@@ -27,15 +25,7 @@ AVX512_BF16 static inline __m512 bytes_to_ps(__m128i bytes) {
     return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
 }
 
-/* 16 (scale, zero) pairs of bf16, as torch's int4 kernel stores them interleaved, to float32. */
-AVX512_BF16 static inline void load_scale_zero(const uint16_t *pairs, __m512 *scale, __m512 *zero) {
-    __m512i bits = _mm512_loadu_si512((const void *)pairs);  /* each 32-bit lane: zero << 16 | scale */
-    *scale = _mm512_castsi512_ps(_mm512_slli_epi32(bits, 16));
-    *zero = _mm512_castsi512_ps(_mm512_and_si512(bits, _mm512_set1_epi32((int)0xFFFF0000)));
-}
-
-/* torch's CPU int4 layout: block b of 64 output channels, input k -> 32 bytes whose low nibbles are
- * channels 0..31 and high nibbles 32..63; scales_and_zeros is [in / group][out_total][2] bf16.
+/* The int4 layout of int4_layout.h, output channels first .. first + blocks * 64:
  * out[k][b*64 + j] = (q - 8) * scale + zero of (k / group, first + b*64 + j); out is [in][blocks*64]. */
 AVX512_BF16 static void expand_int4_avx512(const uint8_t *packed, const uint16_t *scales_and_zeros,
                                            uint16_t *out, int64_t in_features, int64_t blocks, int64_t group,
@@ -80,17 +70,8 @@ AVX512_BF16 static void expand_int8_avx512(const int8_t *q, const float *scales,
         }
     }
 }
-#endif
 
-static int cpu_supported(void) {
-#ifdef EXPAND_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
-#else
-    return 0;
 #endif
-}
 
 static PyObject *supported(PyObject *self, PyObject *args) {
     return PyBool_FromLong(cpu_supported());
@@ -107,7 +88,7 @@ static PyObject *expand_int4(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "expand_int4: unsupported CPU or shape");
         return NULL;
     }
-#ifdef EXPAND_X86
+#ifdef NATIVE_X86
     Py_BEGIN_ALLOW_THREADS
     expand_int4_avx512((const uint8_t *)packed, (const uint16_t *)scales_and_zeros, (uint16_t *)out,
                        in_features, blocks, group, out_total, first);
@@ -125,7 +106,7 @@ static PyObject *expand_int8(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "expand_int8: unsupported CPU or shape");
         return NULL;
     }
-#ifdef EXPAND_X86
+#ifdef NATIVE_X86
     Py_BEGIN_ALLOW_THREADS
     expand_int8_avx512((const int8_t *)q, (const float *)scales, (uint16_t *)out, rows, in_features);
     Py_END_ALLOW_THREADS

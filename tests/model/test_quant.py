@@ -187,6 +187,34 @@ def test_native_int8_expansion_equals_the_scaled_weight():
     assert torch.equal(layer.dequantized(slice(32, 96)), exact[32:].to(torch.bfloat16))
 
 
+@needs_native
+@pytest.mark.parametrize("rows", [1, 3, 4])
+def test_native_int4_gemv_equals_the_product_with_the_exact_weight(rows, monkeypatch):
+    from model import native
+    from model.layers import linear
+    from model.layers.linear import Int4WeightOnlyLinear
+
+    torch.manual_seed(0)
+    layer = Int4WeightOnlyLinear(256, 320, False, torch.bfloat16, group_size=32)
+    layer.load_tensor("weight", torch.randn(320, 256) * 0.05)
+    scales, zeros = (layer.scales_and_zeros[..., i].double().repeat_interleave(32, dim=0) for i in (0, 1))
+    exact = (layer.int4_values().T.double() - 8) * scales + zeros  # [in, out]
+    x = torch.randn(rows, 256, dtype=torch.bfloat16)
+    expected = x.double() @ exact
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # the GEMV runs for one torch thread
+    y = layer.kernel_mm(x)
+    assert y.dtype == torch.float32 and y.shape == (rows, 320)
+    assert torch.allclose(y.double(), expected, rtol=1e-5, atol=1e-5)
+    # Blocks 1..3 only: the rest of `out` is left as it was.
+    out = torch.full((rows, 320), 7.0)
+    native.gemv_int4(x.float(), layer.packed, layer.scales_and_zeros, 32, out, range(1, 4))
+    assert torch.allclose(out[:, 64:256].double(), expected[:, 64:256], rtol=1e-5, atol=1e-5)
+    assert (out[:, :64] == 7).all() and (out[:, 256:] == 7).all()
+    # Past GEMV_MAX_ROWS torch's kernel runs: same product within its bf16 rounding.
+    monkeypatch.setattr(linear.native, "GEMV_MAX_ROWS", 0)
+    assert torch.allclose(layer.kernel_mm(x).double(), expected, rtol=2e-2, atol=2e-2)
+
+
 def test_native_expansion_refuses_tensors_it_would_misread():
     from model import native
 
@@ -197,3 +225,6 @@ def test_native_expansion_refuses_tensors_it_would_misread():
         native.expand_int4(blocks, strided, 0, 64, out)
     with pytest.raises(ValueError, match="shape"):
         native.expand_int8(torch.zeros(4, 64, dtype=torch.int8), torch.ones(3), torch.empty(4, 64, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="out of range"):
+        native.gemv_int4(torch.zeros(1, 64), torch.zeros(64, 32, dtype=torch.uint8),
+                         torch.zeros(2, 64, 2, dtype=torch.bfloat16), 32, torch.empty(1, 64), range(0, 2))
