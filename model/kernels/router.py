@@ -28,14 +28,18 @@ if triton is not None:
     @triton.jit
     def _choose(partials_ptr, bias_ptr, weights_ptr, ids_ptr, token, num_splits, num_tokens, num_experts, scale,
                 TOP_K: tl.constexpr, SOFTMAX: tl.constexpr, HAS_BIAS: tl.constexpr, NORMALIZE: tl.constexpr,
-                BLOCK_E: tl.constexpr, BLOCK_K: tl.constexpr):
-        """One token's routing from its logits' partial sums (read past L1: other SMs wrote them)."""
+                BLOCK_E: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_S: tl.constexpr):
+        """One token's routing from its logits' partial sums (read past L1: other SMs wrote them).
+        All splits are loaded at once (BLOCK_S >= num_splits), not one dependent load after another.
+        The top-k is TOP_K passes of one max over keys that order by choice, then lower index (a tie
+        goes to the lower index, as torch's and the references' top-k on distinct values), and the
+        weights are gathered after, together: one reduction per pass where three ran."""
         experts = tl.arange(0, BLOCK_E)
         is_expert = experts < num_experts
-        logits = tl.zeros((BLOCK_E,), dtype=tl.float32)
-        for split in range(num_splits):
-            logits += tl.load(partials_ptr + (split * num_tokens + token) * num_experts + experts,
-                              mask=is_expert, other=0.0, cache_modifier=".cg")
+        splits = tl.arange(0, BLOCK_S)[:, None]
+        logits = tl.sum(tl.load(partials_ptr + (splits * num_tokens + token) * num_experts + experts[None, :],
+                                mask=(splits < num_splits) & is_expert[None, :], other=0.0, cache_modifier=".cg"),
+                        axis=0)
         if SOFTMAX:
             logits = tl.where(is_expert, logits, float("-inf"))
             exp = tl.exp(logits - tl.max(logits, axis=0))
@@ -48,32 +52,36 @@ if triton is not None:
         choice = tl.where(is_expert, choice, float("-inf"))
         slots = tl.arange(0, BLOCK_K)
         chosen = tl.zeros((BLOCK_K,), dtype=tl.int32)
-        weights = tl.zeros((BLOCK_K,), dtype=tl.float32)
+        # float bits as integers in the floats' order (negatives' magnitude bits flipped; + 0.0 makes
+        # -0.0 +0.0), above the index reversed so that of equal choices the lower index has the larger key
+        bits = (choice + 0.0).to(tl.int32, bitcast=True)
+        keys = (tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF).to(tl.int64) << 32) | (BLOCK_E - 1 - experts).to(tl.int64)
         for k in tl.static_range(TOP_K):
-            best = tl.max(choice, axis=0)
-            expert = tl.min(tl.where(choice == best, experts, BLOCK_E), axis=0)  # lowest index of a tie
+            expert = BLOCK_E - 1 - (tl.max(keys, axis=0) & 0xFFFFFFFF).to(tl.int32)
             chosen = tl.where(slots == k, expert, chosen)
-            weights = tl.where(slots == k, tl.sum(tl.where(experts == expert, scores, 0.0), axis=0), weights)
-            choice = tl.where(experts == expert, float("-inf"), choice)
+            keys = tl.where(experts == expert, -9223372036854775807 - 1, keys)  # int64's minimum: out of the race
+        weights = tl.sum(tl.where(experts[None, :] == chosen[:, None], scores[None, :], 0.0), axis=1)
+        is_slot = slots < TOP_K
+        weights = tl.where(is_slot, weights, 0.0)  # slots past TOP_K gathered expert 0
         if NORMALIZE:
             weights = weights / (tl.sum(weights, axis=0) + 1e-20)
-        is_slot = slots < TOP_K
         tl.store(weights_ptr + token * TOP_K + slots, weights * scale, mask=is_slot)
         tl.store(ids_ptr + token * TOP_K + slots, chosen.to(tl.int64), mask=is_slot)
 
     @triton.jit
     def _route_kernel(partials_ptr, bias_ptr, weights_ptr, ids_ptr, num_splits, num_tokens, num_experts,
                       scale, TOP_K: tl.constexpr, SOFTMAX: tl.constexpr, HAS_BIAS: tl.constexpr,
-                      NORMALIZE: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_K: tl.constexpr):
+                      NORMALIZE: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_K: tl.constexpr,
+                      BLOCK_S: tl.constexpr):
         _choose(partials_ptr, bias_ptr, weights_ptr, ids_ptr, tl.program_id(0), num_splits, num_tokens,
-                num_experts, scale, TOP_K, SOFTMAX, HAS_BIAS, NORMALIZE, BLOCK_E, BLOCK_K)
+                num_experts, scale, TOP_K, SOFTMAX, HAS_BIAS, NORMALIZE, BLOCK_E, BLOCK_K, BLOCK_S)
 
     @triton.jit
     def _logits_and_route_kernel(x_ptr, w_ptr, partials_ptr, arrivals_ptr, bias_ptr, weights_ptr, ids_ptr,
                                  num_tokens, num_experts, K, k_per_split, scale, TOP_K: tl.constexpr,
                                  SOFTMAX: tl.constexpr, HAS_BIAS: tl.constexpr, NORMALIZE: tl.constexpr,
                                  BLOCK_E: tl.constexpr, BLOCK_TOP: tl.constexpr, BLOCK_N: tl.constexpr,
-                                 BLOCK_K: tl.constexpr):
+                                 BLOCK_K: tl.constexpr, BLOCK_S: tl.constexpr):
         """Program (token, n, s): float32 logits of experts n*BLOCK_N.. over K split s into `partials`;
         the token's last program to arrive (counted in arrivals[token], which it resets) routes it."""
         token, split = tl.program_id(0), tl.program_id(2)
@@ -92,7 +100,7 @@ if triton is not None:
         arrived = tl.atomic_add(arrivals_ptr + token, 1, sem="acq_rel")
         if arrived == tl.num_programs(1) * tl.num_programs(2) - 1:
             _choose(partials_ptr, bias_ptr, weights_ptr, ids_ptr, token, tl.num_programs(2), num_tokens,
-                    num_experts, scale, TOP_K, SOFTMAX, HAS_BIAS, NORMALIZE, BLOCK_E, BLOCK_TOP)
+                    num_experts, scale, TOP_K, SOFTMAX, HAS_BIAS, NORMALIZE, BLOCK_E, BLOCK_TOP, BLOCK_S)
             tl.atomic_xchg(arrivals_ptr + token, 0)  # ready for the next call (or graph replay)
 
 
@@ -116,11 +124,13 @@ def route(partials: torch.Tensor, bias: torch.Tensor | None, top_k: int, softmax
                                  num_splits, num_tokens, num_experts, scale, TOP_K=top_k, SOFTMAX=softmax,
                                  HAS_BIAS=bias is not None, NORMALIZE=normalize,
                                  BLOCK_E=_next_power_of_2(num_experts),
-                                 BLOCK_K=_next_power_of_2(top_k))
+                                 BLOCK_K=_next_power_of_2(top_k), BLOCK_S=_next_power_of_2(num_splits))
     return weights, ids
 
 
-_LOGITS_BLOCK_N, _LOGITS_BLOCK_K, _K_PER_SPLIT = 16, 256, 512
+# K per split 256, not 512: 32 programs of one BLOCK_K each on V2-Lite's router, 5.65 against 6.81 us
+# (bench/results/gpu_decode_step_tries.jsonl, router_kernel_us_run2).
+_LOGITS_BLOCK_N, _LOGITS_BLOCK_K, _K_PER_SPLIT = 16, 256, 256
 _TARGET_PROGRAMS = 132  # one per SM of an H100/H200: the router's few KB are latency, not bandwidth
 
 
@@ -142,5 +152,5 @@ def logits_and_route(x: torch.Tensor, weight: torch.Tensor, arrivals: torch.Tens
         x.contiguous(), weight, partials, arrivals, x if bias is None else bias, weights, ids, num_tokens,
         num_experts, k, k_per_split, scale, TOP_K=top_k, SOFTMAX=softmax, HAS_BIAS=bias is not None,
         NORMALIZE=normalize, BLOCK_E=_next_power_of_2(num_experts), BLOCK_TOP=_next_power_of_2(top_k),
-        BLOCK_N=_LOGITS_BLOCK_N, BLOCK_K=_LOGITS_BLOCK_K, num_warps=4)
+        BLOCK_N=_LOGITS_BLOCK_N, BLOCK_K=_LOGITS_BLOCK_K, BLOCK_S=_next_power_of_2(splits), num_warps=4)
     return weights, ids

@@ -20,6 +20,7 @@ from model.config.deepseek import DeepseekConfig
 from model.kernels.gemv import (
     GEMV_MAX_PAIRS,
     GEMV_MAX_ROWS,
+    PairSum,
     SharedOperand,
     dequantize_fp8,
     expert_gemv,
@@ -276,46 +277,50 @@ def grouped_experts(x: torch.Tensor, weights: torch.Tensor, expert_ids: torch.Te
 def gemv_experts(x: torch.Tensor, weights: torch.Tensor, expert_ids: torch.Tensor, gate_up: torch.Tensor,
                  down: torch.Tensor, first_expert: int = 0, *,
                  scales: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """The same sum for a few pairs, each pair's expert read by a GEMV (model/kernels/gemv.py), the
-    second forming silu(gate) * up as it reads; pairs stay in token order, so nothing is sorted or
-    scattered. scales: the fp8 stacks' tile scales (gate_up, down)."""
+    """The same sum for a few pairs, each pair's expert read by a GEMV (model/kernels/gemv.py): the
+    first writes silu(gate) * up, the second adds the pairs up; pairs stay in token order, so
+    nothing is sorted or scattered. scales: the fp8 stacks' tile scales (gate_up, down)."""
     gate_up_scale, down_scale = scales if scales is not None else (None, None)
-    gate_up_out = expert_gemv(x, gate_up, expert_ids, first_expert, scales=gate_up_scale)
-    pair_out = expert_gemv(gate_up_out, down, expert_ids, first_expert, scales=down_scale, glu=True)
-    return (pair_out.view(*weights.shape, -1) * weights[..., None]).sum(dim=1).to(x.dtype)
+    hidden = expert_gemv(x, gate_up, expert_ids, first_expert, scales=gate_up_scale, glu_out=True)
+    return expert_gemv(hidden, down, expert_ids, first_expert, scales=down_scale, pair_input=True,
+                       sum_pairs=PairSum(weights, None))
 
 
 def gemv_experts_and_shared(x: torch.Tensor, gate: Gate, experts: RoutedExperts,
                             shared: tuple[SharedOperand, SharedOperand],
-                            side_stream: torch.cuda.Stream | None = None) -> torch.Tensor:
+                            side_stream: torch.cuda.Stream | None = None,
+                            residual: torch.Tensor | None = None) -> torch.Tensor:
     """Routed plus shared experts of x [N, D] on the GEMV path, the shared ones as pairs of weight 1
-    after each token's routed ones. The shared pairs' gate/up needs no routing: it runs first, on
-    `side_stream` when given, beside gate(x) -> (weights, expert ids) (the router's GEMV and
-    top-k, mostly latency); the down projection then takes all pairs in one GEMV."""
+    after each token's routed ones, plus `residual` [N, D] if given. The shared pairs' gate/up needs
+    no routing: it runs first, on `side_stream` when given, beside gate(x) -> (weights, expert ids)
+    (the router's GEMV and top-k, mostly latency); the down projection then takes all pairs in one
+    GEMV, which also adds them up (with the residual)."""
     shared_gate_up, shared_down_ = shared
     (num_tokens, _), top_k = x.shape, gate.top_k
-    pairs_per_token = top_k + shared_gate_up.count
-    gate_up_out = x.new_empty(num_tokens * pairs_per_token, experts.gate_up_proj.shape[1])
+    hidden = x.new_empty(num_tokens * (top_k + shared_gate_up.count), experts.gate_up_proj.shape[1] // 2)
     unrouted = torch.empty(num_tokens, top_k, dtype=torch.long, device=x.device)  # shared slots read no id
     shared_part = (x, experts.gate_up_proj, unrouted, experts.first_expert, shared_gate_up,
-                   (top_k, shared_gate_up.count), gate_up_out)
+                   (top_k, shared_gate_up.count), hidden)
     if side_stream is not None:
-        _forked(side_stream, _shared_gate_up, *shared_part)
+        _forked(side_stream, _gate_up_slots, *shared_part)
     else:
-        _shared_gate_up(*shared_part)
+        _gate_up_slots(*shared_part)
     weights, expert_ids = gate(x)
-    expert_gemv(x, experts.gate_up_proj, expert_ids, experts.first_expert, shared=shared_gate_up,
-                slots=(0, top_k), out=gate_up_out)
+    _gate_up_slots(x, experts.gate_up_proj, expert_ids, experts.first_expert, shared_gate_up, (0, top_k), hidden)
     if side_stream is not None:
-        _joined(side_stream, gate_up_out)
-    pair_out = expert_gemv(gate_up_out, experts.down_proj, expert_ids, experts.first_expert, shared=shared_down_,
-                           glu=True)  # other ranks' routed pairs: zero rows
-    weights = torch.cat([weights, weights.new_ones(num_tokens, shared_gate_up.count)], dim=1)
-    return (pair_out.view(num_tokens, pairs_per_token, -1) * weights[..., None]).sum(dim=1).to(x.dtype)
+        _joined(side_stream, hidden)
+    # other ranks' routed pairs: zero rows
+    return expert_gemv(hidden, experts.down_proj, expert_ids, experts.first_expert, shared=shared_down_,
+                       pair_input=True, sum_pairs=PairSum(weights, residual))
 
 
-def _shared_gate_up(x, gate_up, unrouted, first_expert, shared, slots, out) -> None:
-    expert_gemv(x, gate_up, unrouted, first_expert, shared=shared, slots=slots, out=out)
+def _gate_up_slots(x, gate_up, expert_ids, first_expert, shared, slots, out) -> None:
+    """silu(gate) * up of these slots of every token into their rows of `out`."""
+    expert_gemv(x, gate_up, expert_ids, first_expert, shared=shared, glu_out=True, slots=slots, out=out)
+
+
+def _plus(x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+    return x if residual is None else residual + x
 
 
 @torch.compiler.disable  # stream switches stay out of torch.compile's graphs and run as written
@@ -349,17 +354,22 @@ class MoE(nn.Module):
         self.side_stream = (torch.cuda.Stream(runtime.device)
                             if self.shared_experts is not None and runtime.device != "cpu" else None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """The MoE of x [..., D], plus `residual` (same shape) if given: on the GEMV path with the shared
+        experts as pairs, the down GEMV adds it, or torch right after it in the same compiled graph
+        (`expert_gemv`'s sum_pairs), so it needs no kernel of its own."""
         if self.shared_experts is None:
-            return self._routed(x)
+            return _plus(self._routed(x), residual)
         shared = self._shared_operands(x.shape[:-1].numel())
         if shared is not None:
             flat = x.reshape(-1, x.shape[-1])
-            return gemv_experts_and_shared(flat, self.gate, self.experts, shared, self.side_stream).view(x.shape)
+            flat_residual = residual.reshape(flat.shape) if residual is not None else None
+            return gemv_experts_and_shared(flat, self.gate, self.experts, shared, self.side_stream,
+                                           flat_residual).view(x.shape)
         if self.side_stream is None:
-            return self._routed(x) + self.shared_experts(x)
+            return _plus(self._routed(x) + self.shared_experts(x), residual)
         shared_out = _forked(self.side_stream, self.shared_experts, x)
-        return self._routed(x) + _joined(self.side_stream, shared_out)
+        return _plus(self._routed(x) + _joined(self.side_stream, shared_out), residual)
 
     def _shared_operands(self, num_tokens: int) -> tuple[SharedOperand, SharedOperand] | None:
         """The shared experts as extra pairs of the routed experts' GEMVs, where those run and can

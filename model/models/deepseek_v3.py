@@ -39,6 +39,9 @@ class DecoderLayer(nn.Module):
     def forward(self, x, cos, sin, positions, slots, mask, softmax_scale, num_keys=None) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, positions, slots, mask, softmax_scale,
                                num_keys)
+        # A MoE may add x inside its last kernel (not once wrapped, as model/parallel.py wraps it)
+        if isinstance(self.mlp, MoE):
+            return self.mlp(self.post_attention_layernorm(x), residual=x)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 

@@ -51,10 +51,12 @@ def test_shared_experts_as_gemv_pairs_add_the_merged_shared_mlp():
     weights = torch.rand(tokens, top_k)
     gate, up = F.linear(x, merged_gate_up).chunk(2, dim=-1)
     shared_mlp = F.linear(F.silu(gate) * up, shared_down_weight)
-    want = looped_experts(x, weights, expert_ids, experts_gate_up, experts_down) + shared_mlp
+    residual = torch.randn(tokens, dim)
+    want = residual + looped_experts(x, weights, expert_ids, experts_gate_up, experts_down) + shared_mlp
     experts = SimpleNamespace(gate_up_proj=experts_gate_up, down_proj=experts_down, first_expert=0)
     got = gemv_experts_and_shared(x, _FixedRoute(top_k, weights, expert_ids), experts,
-                                  (shared_gate_up(merged_gate_up, count), shared_down(shared_down_weight, count)))
+                                  (shared_gate_up(merged_gate_up, count), shared_down(shared_down_weight, count)),
+                                  residual=residual)  # added by the down GEMV on a GPU
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
