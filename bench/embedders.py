@@ -27,6 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from app.settings import apply_offline_env  # noqa: E402
 from ingest.embed import EMBEDDERS, load_embedder  # noqa: E402
 
 QA_DIR = REPO.parent / "shared" / "evaldata" / "qa"
@@ -151,7 +152,7 @@ def measure_quality(name: str, questions: list[dict], passages: list[dict], thre
 def speed_in_subprocess(name: str, threads: int) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--speed-only", name, str(threads)],
-        check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=True, capture_output=True, text=True,  # inherits main()'s offline environment
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -179,6 +180,7 @@ def main() -> None:
     parser.add_argument("--embedders", nargs="*", default=list(EMBEDDERS))
     parser.add_argument("--speed-only", nargs=2, metavar=("NAME", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    apply_offline_env()
     if args.speed_only:
         print(json.dumps(measure_speed(args.speed_only[0], int(args.speed_only[1]))))
         return

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import time
 from pathlib import Path
 
 import pypdf
 
+from app.settings import apply_offline_env
 from ingest.extract import ExtractConfig, extract, extract_isolated
-from ingest.offline_nlp import OFFLINE_ENV
 from ingest.pdf import extract_pdf
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=Path, default=REPO.parent / "shared/evaldata/docs")
     args = parser.parse_args()
-    os.environ.update(OFFLINE_ENV)  # a script's own start-up, like the worker's
+    apply_offline_env()  # a script's own start-up, like the worker's
     rows = []
     for relative in PDFS:
         path = args.docs / relative

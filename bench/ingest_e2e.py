@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from app.settings import Settings
+
 REPO = Path(__file__).resolve().parent.parent
 EVALDOCS = REPO.parent / "shared" / "evaldata" / "docs"
 SKIP_DIRS = {"hostile", "legacy", "image", "archive"}
@@ -47,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="zhiku-bench-"))
-    env = {**os.environ, "ZHIKU_DATA_DIR": str(data_dir), "ZHIKU_MODELS_DIR": str(REPO / "data" / "models")}
+    env = Settings(data_dir=data_dir, models_dir=REPO / "data" / "models").child_env()
     if args.embedder:
         env["ZHIKU_EMBEDDER"] = args.embedder
     docs = pick_documents(args.docs)

@@ -6,8 +6,8 @@
   path and its unstructured-inference/onnxruntime/OpenCV imports.
 - unstructured is imported lazily, inside the partitioner that needs it, after
   `offline_nlp.install_blank_spacy()` can run: the caller's process must already have
-  `offline_nlp.OFFLINE_ENV` in its environment (the worker gets it from app/settings.py; the
-  isolated child sets it itself).
+  `offline_nlp.OFFLINE_ENV` in its environment (the worker and the CLI get it from app/settings.py;
+  the isolated child inherits it).
 - `extract_isolated` runs `extract` in a spawned child with an address-space limit and a wall
   clock, so a hostile file can exhaust only the child.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import codecs
 import multiprocessing
-import os
 import resource
 import zipfile
 from dataclasses import asdict, dataclass
@@ -30,7 +29,7 @@ from xml.etree import ElementTree
 
 from ingest.elements import Element
 from ingest.filetype import FileType, describe_mime, detect_type
-from ingest.offline_nlp import OFFLINE_ENV, install_blank_spacy
+from ingest.offline_nlp import install_blank_spacy
 from ingest.pdf import PdfError, extract_pdf
 
 # Page furniture repeated on every page: it would pollute every chunk of the document.
@@ -281,9 +280,8 @@ def _death_reason(child, max_memory_bytes: int) -> str:
 
 def _serve_child(conn, config: ExtractConfig, max_memory_bytes: int) -> None:
     """Entry point of the spawned child: limits first, then one (status, payload) reply per path."""
-    # A fresh interpreter: these must be set before unstructured is first imported (see
-    # ingest.offline_nlp). Setting them here is the child's own start-up, not library code.
-    os.environ.update(OFFLINE_ENV)
+    # A fresh interpreter, started with the parent's environment: offline already (app/settings.py
+    # applies it at start-up), before unstructured is first imported here (see ingest.offline_nlp).
     resource.setrlimit(resource.RLIMIT_AS, (max_memory_bytes, max_memory_bytes))
     while True:
         try:

@@ -20,8 +20,7 @@ from types import MappingProxyType
 
 # unstructured calls Scarf analytics when imported unless these are set; they must be in the
 # environment BEFORE the first `import unstructured`. Only app/settings.py writes the product's
-# environment, so it exports these; the extraction child (ingest.extract) sets them itself
-# because it is a fresh interpreter whose first act is to import unstructured.
+# environment, so it exports these; the extraction child (ingest.extract) inherits them.
 # UNSTRUCTURED_DISABLE_NOTICE silences an advertisement it prints to stdout on first use.
 OFFLINE_ENV = MappingProxyType(
     {"DO_NOT_TRACK": "true", "SCARF_NO_ANALYTICS": "true", "UNSTRUCTURED_DISABLE_NOTICE": "1"}

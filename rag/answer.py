@@ -168,7 +168,7 @@ def answer_stream(
         if kind != "token":
             return text
         shown = trailing_refusal.feed(text)
-        return shown + trailing_refusal.flush() if final else shown
+        return shown + trailing_refusal.flush("".join(answer) + shown) if final else shown
 
     def blocked() -> bool:
         return any(guard.blocked for guard in guards.values())

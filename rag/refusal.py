@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rag.prompt import REFUSAL_EN, REFUSAL_ZH
 
@@ -37,21 +37,17 @@ class TrailingRefusalGuard:
     sentence is dropped: it would contradict the answer shown above it. A reply that is only the
     refusal (or an answer that goes on after the sentence) is released unchanged."""
 
-    released: list[str] = field(default_factory=list)
     held: str = ""
 
     def feed(self, text: str) -> str:
         pending = self.held + text
         keep = _open_refusal_len(pending)
         self.held = pending[len(pending) - keep:]
-        out = pending[: len(pending) - keep]
-        self.released.append(out)
-        return out
+        return pending[: len(pending) - keep]
 
-    def flush(self) -> str:
+    def flush(self, released: str) -> str:
+        """The held text at the end of the reply, given all text `released` before it."""
         held, self.held = self.held, ""
-        whole_sentence = held.strip().lower() in _SENTENCES
-        if whole_sentence and not is_refusal("".join(self.released) + held):
+        if held.strip().lower() in _SENTENCES and not is_refusal(released + held):
             return ""
-        self.released.append(held)
         return held

@@ -15,7 +15,7 @@ def streamed(text: str, piece: int) -> tuple[str, list[str]]:
     """What the guard shows of `text` arriving in pieces of `piece` characters, and each piece shown."""
     guard = TrailingRefusalGuard()
     shown = [guard.feed(text[i:i + piece]) for i in range(0, len(text), piece)]
-    shown.append(guard.flush())
+    shown.append(guard.flush("".join(shown)))
     return "".join(shown), shown
 
 
