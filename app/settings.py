@@ -55,9 +55,11 @@ class Settings(BaseSettings):
     # bench/refusal_judge.py (docs/quality.md): re-run it for another model.
     refusal_judge: bool = True
     refusal_judge_min_score: float = 2.25
-    # Sources the judge scores below this are left out of the answer prompt (rag/judge.py sources_kept).
+    # Sources the judge scores below the first, or more than the second below the best source, are left
+    # out of the answer prompt (rag/judge.py sources_kept; the margin chosen in docs/quality.md).
     refusal_judge_drops_sources: bool = True
     refusal_judge_min_source_score: float = 0.0
+    refusal_judge_source_margin: float = 1.5
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -6,8 +6,8 @@ Order: `sources`, then `reasoning` / `token` deltas, then one `citation` per cit
 below `AnswerConfig.min_dense_score`: "threshold", the model is not called at all), when the model
 judges that the sources do not hold the answer (rag/judge.py, with `AnswerConfig.min_judge_score`:
 "judge"), or when the model itself replies with the refusal ("model"). `done.judge_scores` holds the
-judge's score per source; sources it scored below `AnswerConfig.min_source_judge_score` are left
-out of the answer prompt, and `done.sources_used` lists the numbers of those the model was given.
+judge's score per source; sources it scored below `AnswerConfig.min_source_judge_score`, or more
+than `AnswerConfig.source_judge_margin` below the best source, are left out of the answer prompt, and `done.sources_used` lists the numbers of those the model was given.
 
 With a `Protection`, sensitive content is handled before anything reaches the model or the user:
 the question and every source are rewritten by the policy (the model cannot repeat what it never
@@ -50,8 +50,10 @@ class AnswerConfig:
     # None: no judge call. Else refuse when the model's yes/no log-odds that the sources hold the
     # answer is below this (rag/judge.py; calibrated per model by bench/refusal_judge.py).
     min_judge_score: float | None = None
-    # With the judge: sources scoring below this are left out of the answer prompt (None: keep all).
+    # With the judge: sources scoring below this, or more than source_judge_margin below the best
+    # source, are left out of the answer prompt (None: no such bar).
     min_source_judge_score: float | None = None
+    source_judge_margin: float | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ def answer_stream(
             yield from _refusal(question, "judge", taken, judge_scores)
             return
         if config.min_source_judge_score is not None:
-            sources = sources_kept(sources, scores, config.min_source_judge_score)
+            sources = sources_kept(sources, scores, config.min_source_judge_score, config.source_judge_margin)
 
     answer: list[str] = []
     reasoning: list[str] = []

@@ -69,11 +69,17 @@ def best_score(scores: Sequence[float | None]) -> float | None:
     return max(known) if known else None
 
 
-def sources_kept(sources: Sequence[Source], scores: Sequence[float | None], min_score: float) -> list[Source]:
+def sources_kept(sources: Sequence[Source], scores: Sequence[float | None], min_score: float,
+                 max_below_best: float | None = None) -> list[Source]:
     """The sources the judge did not reject: with five near-miss sources the small model follows a
-    wrong one or mixes them (the oracle gap in docs/quality.md), so a source judged not to hold the
-    answer is left out of the answer prompt. An abstained judgement keeps its source."""
-    return [source for source, score in zip(sources, scores, strict=True) if score is None or score >= min_score]
+    wrong one or mixes them and cites them (the oracle gap and citation precision in
+    docs/quality.md), so a source judged not to hold the answer is left out of the answer prompt —
+    one scoring below `min_score`, or more than `max_below_best` below the best source (the judge
+    says yes to most near-misses, but less surely than to the source that holds the answer). An
+    abstained judgement keeps its source."""
+    best = best_score(scores)
+    bar = min_score if best is None or max_below_best is None else max(min_score, best - max_below_best)
+    return [source for source, score in zip(sources, scores, strict=True) if score is None or score >= bar]
 
 
 def _judge_one(chat: ChatClient, question: str, source: Source, history: Sequence[dict]) -> float | None:

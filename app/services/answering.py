@@ -214,6 +214,8 @@ def answer_config(settings: Settings) -> AnswerConfig:
         min_judge_score=settings.refusal_judge_min_score if settings.refusal_judge else None,
         min_source_judge_score=(settings.refusal_judge_min_source_score
                                 if settings.refusal_judge_drops_sources else None),
+        source_judge_margin=(settings.refusal_judge_source_margin
+                             if settings.refusal_judge_drops_sources else None),
     )
 
 

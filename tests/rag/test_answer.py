@@ -125,7 +125,7 @@ def test_judge_leaves_a_source_without_the_answer_out_of_the_prompt(real_chat):
                dense_score=0.7, document="运维手册.docx", page=4),
         source(2, "员工请假需提前三天在人事系统提交申请，由直属主管审批。", dense_score=0.5, document="人事制度.docx", page=1),
     ]
-    config = AnswerConfig(max_tokens=96, min_judge_score=2.25, min_source_judge_score=0.0)
+    config = AnswerConfig(max_tokens=96, min_judge_score=2.25, min_source_judge_score=0.0, source_judge_margin=1.5)
     done = list(answer_stream("备份文件保存在哪里？", sources, chat=real_chat, config=config))[-1].data
     assert [judged["n"] for judged in done["judge_scores"]] == [1, 2]
     assert done["sources_used"] == [1], done["judge_scores"]

@@ -48,3 +48,12 @@ def test_sources_judged_below_the_bar_are_left_out_and_abstentions_kept():
                for n in (1, 2, 3, 4)]
     kept = sources_kept(sources, [2.5, -0.7, None, 0.0], min_score=0.0)
     assert [s.n for s in kept] == [1, 3, 4]
+
+
+def test_sources_judged_far_below_the_best_are_left_out():
+    sources = [Source(n=n, chunk_id=n, text=f"text {n}", document="d", page=1, section="", score=0.0)
+               for n in (1, 2, 3, 4, 5)]
+    scores = [2.6, 4.3, None, 2.9, 1.0]
+    assert [s.n for s in sources_kept(sources, scores, min_score=0.0, max_below_best=1.5)] == [2, 3, 4]
+    assert [s.n for s in sources_kept(sources, scores, min_score=3.0, max_below_best=1.5)] == [2, 3]
+    assert [s.n for s in sources_kept(sources, [None, None, None, None, None], 0.0, 1.5)] == [1, 2, 3, 4, 5]
