@@ -25,7 +25,7 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
     from rag import eval as qa_eval
     from rag.eval_data import qa_set_dirs
     from rag.eval_kb import VectorCache
-    from rag.eval_report import markdown_table, plot, question_log, report_json
+    from rag.eval_report import markdown_table, plot, report_json, write_question_log
     from rag.llm import ChatClient
     from rag.rerank import load_reranker
 
@@ -69,8 +69,7 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     log = out.with_suffix(".questions.jsonl")
-    log.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in question_log(evaluation.results)),
-                   encoding="utf-8")
+    write_question_log(evaluation.results, log)
     plot(rows, out.with_suffix(".png"), title=f"zhiku eval: {', '.join(evaluation.set_names)}")
     stages = ", ".join(f"{name} {s:.0f} s" for name, s in evaluation.seconds.items())
     print(f"\n{out}, {out.with_suffix('.png').name} and {log.name}; {time.perf_counter() - started:.0f} s ({stages})",

@@ -9,7 +9,7 @@ passage, the same EmbeddingGemma embedder (the settings' one) behind LangChain's
 langchain-community's FAISS `similarity_search`, and the same model server with a naive prompt (the
 sources pasted in, no numbering, no citation rule, no retrieval-score refusal). Zhiku is `zhiku eval`'s
 pipeline (rag/eval.py). Prints one markdown table with both rows per set and the ratios; writes
-bench/results/<NAME>.json and .png. Chunk vectors are cached by text (data/eval-cache), so a passage
+bench/results/<NAME>.json, .png and .questions.jsonl (every system × question). Chunk vectors are cached by text (data/eval-cache), so a passage
 both pipelines index as the same text is embedded once.
 """
 
@@ -37,7 +37,7 @@ from rag import eval as qa_eval
 from rag.eval_data import passage_text, question_text
 from rag.eval_kb import VectorCache
 from rag.eval_metrics import RANK_DEPTH, QuestionResult
-from rag.eval_report import HYBRID, markdown_table, metric, plot
+from rag.eval_report import HYBRID, markdown_table, metric, plot, write_question_log
 from rag.answer import AnswerConfig
 from rag.refusal import is_refusal
 from rag.llm import ChatClient
@@ -181,6 +181,7 @@ def main() -> None:
         "rows": rows,
     }, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     plot(rows, out.with_suffix(".png"), title="Zhiku vs LangChain baseline")
+    write_question_log(ours.results, out.with_suffix(".questions.jsonl"))
     print(f"\n{out}", file=sys.stderr)
 
 

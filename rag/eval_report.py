@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -25,10 +26,11 @@ def summary_rows(results: dict[str, list[QuestionResult]], set_names: Sequence[s
     return rows
 
 
-def question_log(results: dict[str, list[QuestionResult]]) -> list[dict]:
-    """One line per system and question (what was ranked, answered, cited): to see why a metric moved."""
-    return [{**asdict(r), "gold": sorted(r.gold), "ranked": r.ranked[:RANK_DEPTH] if r.ranked else r.ranked}
-            for system_results in results.values() for r in system_results]
+def write_question_log(results: dict[str, list[QuestionResult]], path: Path) -> None:
+    """One JSON line per system and question (what was ranked, answered, cited): to see why a metric moved."""
+    lines = [{**asdict(r), "gold": sorted(r.gold), "ranked": r.ranked[:RANK_DEPTH] if r.ranked else r.ranked}
+             for system_results in results.values() for r in system_results]
+    path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
 
 
 def main_row(rows: Sequence[dict]) -> dict:
