@@ -96,7 +96,7 @@ def run_baseline(
         results.append(QuestionResult(
             set_name=set_name, system=BASELINE, answerable=not q["is_impossible"],
             gold=frozenset(q["context_ids"]), answers=tuple(q["answers"]), ranked=ranked,
-            latency_s=time.perf_counter() - started))
+            latency_s=time.perf_counter() - started, question_id=q["id"]))
         retrieved.append(documents[:top_k])
     if chat is None or config is None:
         return results

@@ -50,10 +50,16 @@ def pronoun_for(question: str) -> str:
     return "它" if has_cjk(question) else "it"
 
 
+def title_pattern(title: str) -> re.Pattern:
+    """The article's name in a question: an English one as whole words with its "the" ("Huguenots"
+    does not name the article "Huguenot"), a Chinese one anywhere."""
+    if has_cjk(title):
+        return re.compile(re.escape(title))
+    return re.compile(r"(?:\bthe\s+)?\b" + re.escape(title) + r"\b", re.IGNORECASE)
+
+
 def with_pronoun(question: str, title: str) -> str:
-    """The question with its article's name replaced by a pronoun (an English "the X" as a whole)."""
-    article = r"(?:the\s+)?" if not has_cjk(title) else ""
-    return re.sub(article + re.escape(title), pronoun_for(question), question, count=1, flags=re.IGNORECASE)
+    return title_pattern(title).sub(pronoun_for(question), question, count=1)
 
 
 def followups(questions: list[dict], passages: dict[str, dict], per_set: int) -> list[dict]:
@@ -63,7 +69,7 @@ def followups(questions: list[dict], passages: dict[str, dict], per_set: int) ->
         if q["is_impossible"] or not q["context_ids"]:
             continue
         title = passages[q["context_ids"][0]]["title"].strip()
-        if len(title) >= 2 and title.lower() in q["question"].lower():
+        if len(title) >= 2 and title_pattern(title).search(q["question"]):
             by_title[title].append(q)
     made = []
     for title, asked in by_title.items():
