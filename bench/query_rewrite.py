@@ -13,8 +13,8 @@ embedder and retrieve(), vectors cached in data/eval-cache/) four ways:
   + previous question the previous question and the follow-up concatenated (the usual shortcut)
   rewritten (Zhiku)   rag/rewrite.py's standalone question from the configured model server
                       (ZHIKU_LLM_BASE_URL), as app/services/answering.py searches with it
-Prints the retrieval table; writes bench/results/<NAME>.json and <NAME>.questions.jsonl (every
-follow-up and its rewrite).
+Prints the retrieval table; writes bench/results/<NAME>.json, its plot <NAME>.png and
+<NAME>.questions.jsonl (every follow-up and its rewrite).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from ingest.tasks import configured_embedder
 from rag.eval import ABLATIONS, run_retrieval
 from rag.eval_data import load_qa_set, qa_set_dirs
 from rag.eval_kb import VectorCache, build_kb
-from rag.eval_report import HYBRID, markdown_table, summary_rows
+from rag.eval_report import HYBRID, markdown_table, plot, summary_rows
 from rag.llm import ChatClient
 from rag.rewrite import RewriteConfig, rewrite_followup
 from rag.tokenize import has_cjk
@@ -130,6 +130,7 @@ def main() -> None:
         "model": settings.llm_model, "embedder": settings.embedder, "per_set": args.per_set,
         "followups": len(conversations), "unusable_rewrites": failed, "rewrite_seconds": rewrite_s, "rows": rows,
     }, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    plot(rows, out.with_suffix(".png"), title="Follow-up questions: what to search with")
     out.with_suffix(".questions.jsonl").write_text("".join(
         json.dumps({"set": name, "id": q["id"], "history": q["history"], "followup": q["followup"],
                     "rewrite": rewrite, "original": q["original"], "gold": q["context_ids"],
