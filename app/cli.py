@@ -252,6 +252,9 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop_all)
+    # Ctrl-C stops Zhiku even when it was started from a background job, which inherits SIGINT ignored
+    # (a Python process started so never raises KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if not settings.llm_base_url:
             print(f"loading the answer model {settings.llm_model_path.name} …")
