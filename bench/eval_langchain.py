@@ -9,8 +9,8 @@ passage, the same EmbeddingGemma embedder (the settings' one) behind LangChain's
 langchain-community's FAISS `similarity_search`, and the same model server with a naive prompt (the
 sources pasted in, no numbering, no citation rule, no retrieval-score refusal). Zhiku is `zhiku eval`'s
 pipeline (rag/eval.py). Prints one markdown table with both rows per set and the ratios; writes
-bench/results/<NAME>.json, .png and .questions.jsonl (every system × question). Chunk vectors are cached by text (data/eval-cache), so a passage
-both pipelines index as the same text is embedded once.
+bench/results/<NAME>.json, .png and .questions.jsonl (every system × question). Chunk vectors are
+cached by text (data/eval-cache), so a passage both pipelines index as the same text is embedded once.
 """
 
 from __future__ import annotations

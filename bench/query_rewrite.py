@@ -43,7 +43,6 @@ from rag.tokenize import has_cjk
 REPO = Path(__file__).resolve().parent.parent
 QA_DIR = REPO.parent / "shared" / "evaldata" / "qa"
 TITLED_SETS = ("cmrc2018", "drcd", "squad2")
-SYSTEMS = ("original question", "follow-up as asked", "+ previous question", "rewritten (Zhiku)")
 
 
 def pronoun_for(question: str) -> str:
@@ -115,12 +114,13 @@ def main() -> None:
         kb = build_kb(list(passages.values()), embedder=embedder, folder=Path(work) / "index",
                       chunk_config=ChunkConfig(settings.chunk_tokens, settings.chunk_overlap_tokens),
                       cache=VectorCache(settings.data_dir / "eval-cache", settings.embedder))
-        for system in SYSTEMS:
+        for system, texts in searched.items():
             asked = [(name, {**q, "question": text, "choices": []})
-                     for (name, q), text in zip(conversations, searched[system])]
+                     for (name, q), text in zip(conversations, texts)]
             ranked, _ = run_retrieval(asked, kb, embedder, {HYBRID: ABLATIONS[HYBRID]})
             results[system] = [replace(r, system=system) for r in ranked[HYBRID]]
-    rows = summary_rows(results, [name for name in TITLED_SETS if any(n == name for n, _ in conversations)])
+    asked_sets = {name for name, _ in conversations}
+    rows = summary_rows(results, [name for name in TITLED_SETS if name in asked_sets])
     print(markdown_table(rows))
     failed = sum(r is None for r in rewrites)
     print(f"\n{len(conversations)} follow-ups; {failed} rewrites unusable (searched as asked); "
@@ -134,7 +134,7 @@ def main() -> None:
     out.with_suffix(".questions.jsonl").write_text("".join(
         json.dumps({"set": name, "id": q["id"], "history": q["history"], "followup": q["followup"],
                     "rewrite": rewrite, "original": q["original"], "gold": q["context_ids"],
-                    **{system: results[system][i].ranked[:3] for system in SYSTEMS}}, ensure_ascii=False) + "\n"
+                    **{system: found[i].ranked[:3] for system, found in results.items()}}, ensure_ascii=False) + "\n"
         for i, ((name, q), rewrite) in enumerate(zip(conversations, rewrites))), encoding="utf-8")
     print(out)
 

@@ -75,11 +75,11 @@ def source_margins(rows: list[dict], sources_by_id: dict[str, list], min_source_
     """For answerable questions with a gold passage among their judged sources: per margin, the share
     that keep one in the answer prompt and the mean number of sources kept."""
     judged = [r for r in rows if r["answerable"] and r.get("sources") and any(g for _, _, g in r["sources"])]
+    gold = [{pid for pid, _, is_gold in r["sources"] if is_gold} for r in judged]
     points = []
     for margin in MARGINS:
         kept = [sources_kept(sources_by_id[r["id"]], [s for _, s, _ in r["sources"]], min_source_score, margin)
                 for r in judged]
-        gold = [{pid for pid, _, is_gold in r["sources"] if is_gold} for r in judged]
         points.append({"margin": margin, "questions": len(judged),
                        "gold_kept": float(np.mean([bool(g & {s.document for s in k}) for g, k in zip(gold, kept)]))
                        if judged else None,

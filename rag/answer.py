@@ -7,7 +7,8 @@ below `AnswerConfig.min_dense_score`: "threshold", the model is not called at al
 judges that the sources do not hold the answer (rag/judge.py, with `AnswerConfig.min_judge_score`:
 "judge"), or when the model itself replies with the refusal ("model"). `done.judge_scores` holds the
 judge's score per source; sources it scored below `AnswerConfig.min_source_judge_score`, or more
-than `AnswerConfig.source_judge_margin` below the best source, are left out of the answer prompt, and `done.sources_used` lists the numbers of those the model was given.
+than `AnswerConfig.source_judge_margin` below the best source, are left out of the answer prompt,
+and `done.sources_used` lists the numbers of those the model was given.
 
 With a `Protection`, sensitive content is handled before anything reaches the model or the user:
 the question and every source are rewritten by the policy (the model cannot repeat what it never
@@ -51,7 +52,8 @@ class AnswerConfig:
     # answer is below this (rag/judge.py; calibrated per model by bench/refusal_judge.py).
     min_judge_score: float | None = None
     # With the judge: sources scoring below this, or more than source_judge_margin below the best
-    # source, are left out of the answer prompt (None: no such bar).
+    # source, are left out of the answer prompt (min_source_judge_score None: every source is kept,
+    # whatever the margin; source_judge_margin None: no margin).
     min_source_judge_score: float | None = None
     source_judge_margin: float | None = None
 
